@@ -1,0 +1,194 @@
+"""One error hierarchy for every Lockgate service, mapped to statuses in one table.
+
+    LockgateError                       500 INTERNAL            api_error
+    ├── InvalidRequest                  400 INVALID_ARGUMENT    invalid_request_error
+    │   └── PayloadTooLarge             413 INVALID_ARGUMENT    invalid_request_error
+    ├── Unauthenticated                 401 UNAUTHENTICATED     authentication_error
+    ├── PermissionDenied                403 PERMISSION_DENIED   permission_error
+    ├── NotFound                        404 NOT_FOUND           not_found_error
+    │   └── ModelNotFound               404 NOT_FOUND           not_found_error (code model_not_found)
+    ├── AlreadyExists                   409 ALREADY_EXISTS      invalid_request_error
+    ├── RateLimited                     429 RESOURCE_EXHAUSTED  rate_limit_error
+    ├── UpstreamError                   502 UNAVAILABLE         api_error   (provider failed)
+    │   ├── UpstreamUnavailable         503 UNAVAILABLE         api_error   (provider unreachable)
+    │   └── UpstreamTimeout             504 DEADLINE_EXCEEDED   api_error
+    ├── ServiceUnavailable              503 UNAVAILABLE         api_error   (a Lockgate dependency)
+    └── InternalError                   500 INTERNAL            api_error
+
+Messages are user-facing: never put secrets, stack traces or reprs in them.
+Anything that is not a LockgateError is reported as InternalError("internal error")
+with the request id, by the boundary that catches it (gRPC interceptor, HTTP body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    http: int
+    grpc: grpc.StatusCode
+    openai_type: str
+
+
+class LockgateError(Exception):
+    """Base of every error a Lockgate service reports to a caller."""
+
+    #: Machine-readable code (OpenAI's error.code), e.g. "model_not_found".
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code if code is not None else self.default_code
+        self.param = param
+
+    @property
+    def status(self) -> Status:
+        return status_of(self)
+
+
+class InvalidRequest(LockgateError):
+    """The request is malformed or has invalid fields."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is over the configured limit."""
+
+    default_code = "payload_too_large"
+
+
+class Unauthenticated(LockgateError):
+    """No credential, or one that is unknown, revoked or expired."""
+
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(LockgateError):
+    """The caller is known but policy denies the action."""
+
+
+class NotFound(LockgateError):
+    """The object does not exist or is not visible to the caller."""
+
+
+class ModelNotFound(NotFound):
+    """The model alias is not configured."""
+
+    default_code = "model_not_found"
+
+
+class AlreadyExists(LockgateError):
+    """An object with the same unique name exists."""
+
+
+class RateLimited(LockgateError):
+    """A rate limit or budget blocks the call."""
+
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(LockgateError):
+    """The provider answered with an error."""
+
+    default_code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The provider could not be reached or is overloaded."""
+
+    default_code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer in time."""
+
+    default_code = "upstream_timeout"
+
+
+class ServiceUnavailable(LockgateError):
+    """A Lockgate dependency (database, another service) is unavailable."""
+
+    default_code = "service_unavailable"
+
+
+class InternalError(LockgateError):
+    """A bug: reported without details; the logs have them, keyed by request id."""
+
+    default_code = "internal_error"
+
+
+# The one table. Lookup walks the class's MRO, so subclasses inherit a row
+# unless they have their own.
+_STATUS_TABLE: dict[type[LockgateError], Status] = {
+    LockgateError: Status(500, grpc.StatusCode.INTERNAL, "api_error"),
+    InvalidRequest: Status(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
+    PayloadTooLarge: Status(413, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
+    Unauthenticated: Status(401, grpc.StatusCode.UNAUTHENTICATED, "authentication_error"),
+    PermissionDenied: Status(403, grpc.StatusCode.PERMISSION_DENIED, "permission_error"),
+    NotFound: Status(404, grpc.StatusCode.NOT_FOUND, "not_found_error"),
+    AlreadyExists: Status(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request_error"),
+    RateLimited: Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_error"),
+    UpstreamError: Status(502, grpc.StatusCode.UNAVAILABLE, "api_error"),
+    UpstreamUnavailable: Status(503, grpc.StatusCode.UNAVAILABLE, "api_error"),
+    UpstreamTimeout: Status(504, grpc.StatusCode.DEADLINE_EXCEEDED, "api_error"),
+    ServiceUnavailable: Status(503, grpc.StatusCode.UNAVAILABLE, "api_error"),
+    InternalError: Status(500, grpc.StatusCode.INTERNAL, "api_error"),
+}
+
+# gRPC code -> HTTP status, for errors that arrive as gRPC statuses from
+# another service (the same mapping Envoy's transcoder uses).
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
+
+def status_of(exc: BaseException) -> Status:
+    """The status row for an exception; non-Lockgate exceptions are internal errors."""
+    for cls in type(exc).__mro__:
+        row = _STATUS_TABLE.get(cls)  # type: ignore[arg-type]
+        if row is not None:
+            return row
+    return _STATUS_TABLE[InternalError]
+
+
+def as_lockgate_error(exc: BaseException, request_id: str | None = None) -> LockgateError:
+    """The error to show a caller: Lockgate errors as they are, anything else opaque."""
+    if isinstance(exc, LockgateError):
+        return exc
+    suffix = f" (request id {request_id})" if request_id else ""
+    return InternalError(f"internal error{suffix}")
+
+
+def openai_error_body(exc: LockgateError) -> bytes:
+    """OpenAI's error JSON: {"error": {"message", "type", "param", "code"}}."""
+    return orjson.dumps(
+        {
+            "error": {
+                "message": exc.message,
+                "type": exc.status.openai_type,
+                "param": exc.param,
+                "code": exc.code,
+            }
+        }
+    )

@@ -1,0 +1,33 @@
+"""Opaque page tokens: callers pass back what they were given, nothing else."""
+
+from __future__ import annotations
+
+import base64
+
+from lockgate.errors import InvalidRequest
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidRequest("page_size must not be negative", param="page_size")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        version, value = raw.split(":", 1)
+        if version != "v1":
+            raise ValueError(version)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("invalid page_token", param="page_token") from None

@@ -1,0 +1,40 @@
+"""Settings shared by every service. Each service subclasses ServiceSettings with
+its own env prefix (LOCKGATE_<SVC>_…), loads it once in __main__ and passes it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 0
+    #: Prometheus /metrics port; 0 picks a free port, -1 disables it.
+    metrics_port: int = -1
+    data_dir: Path = Field(default=Path(".lockgate"))
+    #: SQLAlchemy URL; default is a SQLite file in data_dir. postgresql:// URLs
+    #: are used through asyncpg.
+    database_url: str | None = None
+    log_level: str = "info"
+    #: Seconds in-flight calls get to finish on SIGTERM.
+    grace_seconds: float = 5.0
+
+    def db_url(self, name: str) -> str:
+        if self.database_url:
+            return normalize_db_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+
+def normalize_db_url(url: str) -> str:
+    """Accept plain postgresql:// and sqlite:// URLs and pick the async driver."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url

@@ -1,0 +1,62 @@
+"""Ledger proto <-> domain conversion."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lockgate.common.v1 import common_pb2
+from lockgate.ledger.v1 import ledger_service_pb2 as pb
+from services.ledger.models import UsageEntry
+
+
+def entry_from_proto(msg: pb.UsageEntry) -> dict:
+    created = msg.create_time.ToDatetime(tzinfo=UTC) if msg.HasField("create_time") else None
+    return {
+        "request_id": msg.request_id,
+        "tenant_id": msg.tenant_id,
+        "key_id": msg.key_id,
+        "alias": msg.alias,
+        "deployment": msg.deployment,
+        "provider": msg.provider,
+        "provider_model": msg.provider_model,
+        "input_tokens": msg.usage.input_tokens,
+        "output_tokens": msg.usage.output_tokens,
+        "cached_input_tokens": msg.usage.cached_input_tokens,
+        "estimated": msg.usage.estimated,
+        "latency_ms": msg.latency_ms,
+        "ttft_ms": msg.ttft_ms,
+        "status": msg.status or "ok",
+        "error_type": msg.error_type,
+        "streamed": msg.streamed,
+        "created_at": created,
+    }
+
+
+def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
+    created = Timestamp()
+    stamp = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    created.FromDatetime(stamp)
+    return pb.UsageEntry(
+        request_id=row.request_id,
+        tenant_id=row.tenant_id,
+        key_id=row.key_id,
+        alias=row.alias,
+        deployment=row.deployment,
+        provider=row.provider,
+        provider_model=row.provider_model,
+        usage=common_pb2.TokenUsage(
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            total_tokens=row.input_tokens + row.output_tokens,
+            cached_input_tokens=row.cached_input_tokens,
+            estimated=row.estimated,
+        ),
+        latency_ms=row.latency_ms,
+        ttft_ms=row.ttft_ms,
+        status=row.status,
+        error_type=row.error_type,
+        streamed=row.streamed,
+        create_time=created,
+    )

@@ -1,0 +1,33 @@
+"""Ledger tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime
+from sqlmodel import Field, SQLModel
+
+
+class UsageEntry(SQLModel, table=True):
+    """One metered model call. Immutable once written; request_id is the idempotency key."""
+
+    __tablename__ = "usage_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=128, unique=True)
+    tenant_id: str = Field(max_length=64, index=True)
+    key_id: str = Field(max_length=64, default="")
+    alias: str = Field(max_length=256, default="")
+    deployment: str = Field(max_length=256, default="")
+    provider: str = Field(max_length=64, default="")
+    provider_model: str = Field(max_length=256, default="")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    estimated: bool = False
+    latency_ms: int = 0
+    ttft_ms: int = 0
+    status: str = Field(max_length=16, default="ok")
+    error_type: str = Field(max_length=64, default="")
+    streamed: bool = False
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -1,0 +1,58 @@
+"""Ledger use cases: record usage idempotently, list a tenant's usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from lockgate.errors import InvalidRequest
+from lockgate.pagination import decode_cursor, encode_cursor, page_size
+from services.ledger.models import UsageEntry
+from services.ledger.store import UsageStore
+
+#: Bound on one RecordUsage batch.
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    inserted: int
+    duplicates: int
+
+
+class LedgerService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+        self.sessions = sessions
+
+    async def record(self, entries: list[dict]) -> RecordResult:
+        """Write entries not seen before (by request_id). Safe to retry."""
+        if len(entries) > MAX_BATCH:
+            raise InvalidRequest(f"at most {MAX_BATCH} entries per call", param="entries")
+        unique: dict[str, dict] = {}
+        for entry in entries:
+            request_id = entry.get("request_id")
+            if not request_id:
+                raise InvalidRequest("every entry needs a request_id", param="request_id")
+            if not entry.get("tenant_id"):
+                raise InvalidRequest("every entry needs a tenant_id", param="tenant_id")
+            if entry.get("created_at") is None:
+                entry["created_at"] = datetime.now(UTC)
+            unique.setdefault(request_id, entry)
+        async with self.sessions() as session, session.begin():
+            inserted = await UsageStore(session).insert_new(list(unique.values()))
+        return RecordResult(inserted=inserted, duplicates=len(entries) - inserted)
+
+    async def list_usage(
+        self, tenant_id: str, requested_size: int, page_token: str
+    ) -> tuple[list[UsageEntry], str]:
+        size = page_size(requested_size)
+        before = decode_cursor(page_token)
+        async with self.sessions() as session:
+            rows = await UsageStore(session).list_recent(tenant_id, size + 1, before)
+        if len(rows) > size:
+            rows = rows[:size]
+            return rows, encode_cursor(rows[-1].id)
+        return rows, ""
