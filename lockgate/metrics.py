@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["Counter", "Gauge", "Histogram", "start_metrics_server"]
 
 GRPC_REQUESTS = Counter(
     "lockgate_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]

@@ -1,0 +1,59 @@
+"""Render envoy/envoy.yaml.tmpl for a stack layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+from typing import Protocol
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
+DESCRIPTOR = ROOT / "envoy" / "lockgate.pb"
+
+_CLUSTER = """\
+    - name: {name}
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config:
+            http2_protocol_options: {{ max_concurrent_streams: 1024 }}
+      circuit_breakers:
+        thresholds:
+          - {{ max_connections: 10000, max_pending_requests: 10000, max_requests: 10000 }}
+      load_assignment:
+        cluster_name: {name}
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+
+
+class EnvoyLayout(Protocol):
+    http_port: int
+    envoy_admin_port: int
+    auth_port: int
+    router_port: int
+    ledger_port: int
+    registry_port: int
+    max_request_bytes: int
+
+
+def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
+    clusters = "".join(
+        _CLUSTER.format(name=name, port=getattr(layout, f"{name}_port"))
+        for name in ("auth", "router", "ledger", "registry")
+    )
+    return Template(TEMPLATE.read_text()).substitute(
+        listen_address=listen_address,
+        http_port=layout.http_port,
+        envoy_admin_port=layout.envoy_admin_port,
+        max_request_bytes=layout.max_request_bytes,
+        # The transcoded body is the JSON body plus a few bytes of framing.
+        authz_body_bytes=layout.max_request_bytes + 4096,
+        proto_descriptor=str(DESCRIPTOR),
+        clusters=clusters.rstrip("\n"),
+    )

@@ -1,0 +1,115 @@
+"""RouterService gRPC transport: provider-compatible HttpBody methods and the typed API."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import orjson
+from google.api import httpbody_pb2
+
+from lockgate.errors import LockgateError, as_lockgate_error, openai_error_body
+from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
+from lockgate.identity import identity_from_metadata
+from lockgate.router.v1 import router_service_pb2 as pb
+from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
+from services.router.convert import chat_body, completion_response, stream_response
+from services.router.openai_api import (
+    DONE_EVENT,
+    error_event,
+    parse_chat_request,
+    shape_chunk,
+    shape_completion,
+    validate_chat_request,
+    wants_usage_in_stream,
+)
+from services.router.service import Call, Router
+
+log = logging.getLogger("lockgate.router")
+
+#: Response header carrying the HTTP status of an HttpBody reply; Envoy's Lua
+#: filter moves it to :status (see envoy/envoy.yaml.tmpl).
+HTTP_STATUS_HEADER = "x-lockgate-http-status"
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+def _call(context, alias: str) -> Call:
+    metadata = context.invocation_metadata()
+    caller = identity_from_metadata(metadata)
+    request_id = metadata_value(metadata, REQUEST_ID_HEADER) or str(uuid.uuid4())
+    return Call(request_id=request_id, tenant_id=caller.tenant_id, key_id=caller.key_id,
+                alias=alias)
+
+
+class RouterServicer(pb_grpc.RouterServiceServicer):
+    def __init__(self, router: Router):
+        self.router = router
+
+    async def OpenAIChatCompletions(self, request, context):
+        """Exact OpenAI wire format: JSON, or SSE ending in `data: [DONE]`."""
+        try:
+            body = parse_chat_request(request.http_body.data)
+            call = _call(context, body["model"])
+            if not body.get("stream"):
+                reply = await self.router.chat(call, body)
+                yield httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
+                return
+            chunks = self.router.stream(call, body)
+            first = await anext(chunks)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
+            yield await self._error_reply(exc, context)
+            return
+        wants_usage = wants_usage_in_stream(body)
+        yield httpbody_pb2.HttpBody(
+            content_type=SSE, data=shape_chunk(first, call.alias, wants_usage) or b""
+        )
+        try:
+            async for chunk in chunks:
+                event = shape_chunk(chunk, call.alias, wants_usage)
+                if event is not None:
+                    yield httpbody_pb2.HttpBody(data=event)
+            yield httpbody_pb2.HttpBody(data=DONE_EVENT)
+        except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band
+            error = self._user_error(exc, call.request_id)
+            yield httpbody_pb2.HttpBody(data=error_event(openai_error_body(error)))
+
+    async def OpenAIListModels(self, request, context) -> httpbody_pb2.HttpBody:
+        identity_from_metadata(context.invocation_metadata())
+        created = int(time.time())
+        data = [
+            {"id": alias, "object": "model", "created": created, "owned_by": "lockgate"}
+            for alias in self.router.aliases()
+        ]
+        return httpbody_pb2.HttpBody(
+            content_type=JSON, data=orjson.dumps({"object": "list", "data": data})
+        )
+
+    async def CreateChatCompletion(self, request, context) -> pb.CreateChatCompletionResponse:
+        body = validate_chat_request(
+            chat_body(request.model, request.messages, request.parameters, stream=False)
+        )
+        call = _call(context, request.model)
+        reply = await self.router.chat(call, body)
+        return completion_response(reply, call.alias, call.request_id)
+
+    async def StreamChatCompletion(self, request, context):
+        body = validate_chat_request(
+            chat_body(request.model, request.messages, request.parameters, stream=True)
+        )
+        call = _call(context, request.model)
+        async for chunk in self.router.stream(call, body):
+            yield stream_response(chunk, call.alias, call.request_id)
+
+    @staticmethod
+    def _user_error(exc: BaseException, request_id: str | None) -> LockgateError:
+        if not isinstance(exc, LockgateError):
+            log.error("unhandled error in chat completions", exc_info=exc)
+        return as_lockgate_error(exc, request_id)
+
+    async def _error_reply(self, exc: BaseException, context) -> httpbody_pb2.HttpBody:
+        request_id = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
+        error = self._user_error(exc, request_id)
+        await context.send_initial_metadata(((HTTP_STATUS_HEADER, str(error.status.http)),))
+        return httpbody_pb2.HttpBody(content_type=JSON, data=openai_error_body(error))
