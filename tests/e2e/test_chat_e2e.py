@@ -1,0 +1,211 @@
+"""The whole stack as processes (the code `lockgate up` runs), driven by the
+official openai SDK over REST and by the generated gRPC stubs through Envoy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import httpx
+import openai
+import pytest
+
+from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
+from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
+from lockgate.router.v1 import router_service_pb2 as router_pb
+from lockgate.router.v1 import router_service_pb2_grpc as router_grpc
+
+pytestmark = pytest.mark.e2e
+
+MESSAGES = [{"role": "user", "content": "Say hello to the gateway."}]
+
+
+def client(stack, key: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.base_url, api_key=key or stack.admin_key, max_retries=0)
+
+
+async def usage_entry(stack, request_id: str) -> ledger_pb.UsageEntry:
+    """The ledger's entry for a request (usage is recorded asynchronously)."""
+    async with grpc.aio.insecure_channel(stack.grpc_target) as channel:
+        stub = ledger_grpc.LedgerServiceStub(channel)
+        for _ in range(100):
+            page = await stub.ListUsage(
+                ledger_pb.ListUsageRequest(page_size=200), metadata=stack.grpc_auth()
+            )
+            for entry in page.entries:
+                if entry.request_id == request_id:
+                    return entry
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no usage entry for {request_id}")
+
+
+async def test_unary_chat_is_exact_openai_and_metered(stack):
+    raw = client(stack).chat.completions.with_raw_response.create(model="demo", messages=MESSAGES)
+    completion = raw.parse()
+    assert raw.http_response.status_code == 200
+    assert completion.object == "chat.completion"
+    assert completion.model == "demo"
+    assert isinstance(completion.created, int)
+    choice = completion.choices[0]
+    assert choice.index == 0 and choice.finish_reason == "stop"
+    assert choice.message.role == "assistant" and choice.message.content
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+    wire = raw.http_response.json()
+    assert type(wire["created"]) is int and wire["choices"][0]["index"] == 0
+
+    request_id = raw.headers["x-request-id"]
+    entry = await usage_entry(stack, request_id)
+    assert entry.alias == "demo" and entry.provider_model == "sim-small"
+    assert entry.usage.input_tokens == completion.usage.prompt_tokens
+    assert entry.usage.output_tokens == completion.usage.completion_tokens
+    assert entry.status == "ok" and not entry.streamed
+    assert entry.key_id and entry.tenant_id
+
+
+async def test_streaming_chat_matches_unary_and_ends_with_done(stack):
+    unary = client(stack).chat.completions.create(model="demo", messages=MESSAGES)
+    raw = client(stack).chat.completions.with_raw_response.create(
+        model="demo", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == unary.choices[0].message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage.completion_tokens == unary.usage.completion_tokens
+    assert all(c.model == "demo" for c in chunks)
+
+    entry = await usage_entry(stack, raw.headers["x-request-id"])
+    assert entry.streamed and entry.usage.output_tokens == unary.usage.completion_tokens
+
+
+def test_raw_sse_wire_format(stack):
+    body = {"model": "demo", "messages": MESSAGES, "stream": True}
+    with httpx.stream(
+        "POST", f"{stack.base_url}/chat/completions", json=body,
+        headers={"authorization": f"Bearer {stack.admin_key}"}, timeout=10,
+    ) as resp:
+        assert resp.status_code == 200
+        payload = resp.read().decode()
+    events = payload.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    assert all(e.startswith("data: ") for e in events[:-1])
+    assert '"usage"' not in payload  # the client did not ask for usage in the stream
+
+
+def test_stream_without_include_usage_has_no_usage_chunk(stack):
+    chunks = list(client(stack).chat.completions.create(model="demo", messages=MESSAGES,
+                                                         stream=True))
+    assert chunks and all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+
+
+def test_unknown_key_is_401(stack):
+    with pytest.raises(openai.AuthenticationError) as err:
+        client(stack, key="lg_notakey0_" + "x" * 32).chat.completions.create(
+            model="demo", messages=MESSAGES
+        )
+    assert err.value.status_code == 401
+    assert err.value.code == "invalid_api_key"
+
+
+def test_missing_key_is_401_with_openai_error_json(stack):
+    resp = httpx.post(f"{stack.base_url}/chat/completions", json={"model": "demo"}, timeout=10)
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "missing_api_key"
+    assert resp.json()["error"]["type"] == "authentication_error"
+
+
+def test_policy_denial_is_403(stack):
+    key = stack.create_key("restricted", models=["some-other-model"])
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        client(stack, key=key).chat.completions.create(model="demo", messages=MESSAGES)
+    assert err.value.code == "model_not_allowed"
+
+
+def test_unknown_model_is_404_model_not_found(stack):
+    with pytest.raises(openai.NotFoundError) as err:
+        client(stack).chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert err.value.code == "model_not_found"
+    assert err.value.body["type"] == "not_found_error"
+
+
+def test_bad_requests_are_400(stack):
+    with pytest.raises(openai.BadRequestError) as err:
+        client(stack).chat.completions.create(model="demo", messages=[])
+    assert err.value.body["param"] == "messages"
+    headers = {"authorization": f"Bearer {stack.admin_key}", "content-type": "application/json"}
+    resp = httpx.post(f"{stack.base_url}/chat/completions", content=b"{not json", headers=headers)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_oversized_body_is_413(stack):
+    headers = {"authorization": f"Bearer {stack.admin_key}"}
+    big = {"model": "demo", "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+    resp = httpx.post(f"{stack.base_url}/chat/completions", json=big, headers=headers, timeout=30)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "request_too_large"
+
+
+def test_unreachable_provider_is_503_and_failover_works(stack):
+    with pytest.raises(openai.InternalServerError) as err:
+        client(stack).chat.completions.create(model="unreachable", messages=MESSAGES)
+    assert err.value.status_code == 503
+    assert "unreachable" in err.value.message
+    reply = client(stack).chat.completions.create(model="failover", messages=MESSAGES)
+    assert reply.choices[0].message.content
+
+
+def test_unknown_path_is_404_json(stack):
+    resp = httpx.get(f"{stack.base_url}/nope", headers={"authorization": "Bearer x"}, timeout=10)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["type"] == "not_found_error"
+
+
+def test_models_lists_aliases(stack):
+    models = client(stack).models.list()
+    assert {"demo", "failover"} <= {m.id for m in models.data}
+
+
+async def test_spoofed_identity_headers_are_ignored(stack):
+    raw = client(stack).chat.completions.with_raw_response.create(
+        model="demo", messages=MESSAGES,
+        extra_headers={"x-lockgate-tenant-id": "ten_evil", "x-lockgate-key-id": "key_evil"},
+    )
+    entry = await usage_entry(stack, raw.headers["x-request-id"])
+    assert entry.tenant_id != "ten_evil" and entry.key_id != "key_evil"
+
+
+async def test_typed_grpc_api_through_envoy(stack):
+    async with grpc.aio.insecure_channel(stack.grpc_target) as channel:
+        stub = router_grpc.RouterServiceStub(channel)
+        request = router_pb.CreateChatCompletionRequest(
+            model="demo", messages=[router_pb.ChatMessage(role="user", content="hello")]
+        )
+        reply = await stub.CreateChatCompletion(request, metadata=stack.grpc_auth())
+        assert reply.choices[0].message.content and reply.usage.output_tokens > 0
+        assert reply.model == "demo" and reply.created > 0 and reply.request_id
+
+        stream_request = router_pb.StreamChatCompletionRequest(
+            model="demo", messages=request.messages
+        )
+        parts = [m async for m in stub.StreamChatCompletion(stream_request,
+                                                            metadata=stack.grpc_auth())]
+        text = "".join(c.delta.content for m in parts for c in m.choices)
+        assert text == reply.choices[0].message.content
+        assert parts[-1].usage.output_tokens == reply.usage.output_tokens
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateChatCompletion(
+                router_pb.CreateChatCompletionRequest(model="nope", messages=request.messages),
+                metadata=stack.grpc_auth(),
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateChatCompletion(request, metadata=(("authorization", "Bearer bad"),))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    entry = await usage_entry(stack, reply.request_id)
+    assert entry.usage.output_tokens == reply.usage.output_tokens
