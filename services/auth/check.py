@@ -106,7 +106,8 @@ class Checker:
             },
         }
         decision = self._decide(policy_input)
-        grpc_client = headers.get("content-type", "").startswith("application/grpc")
+        # The transcoder rewrote REST requests to gRPC (and left the original path).
+        grpc_client = "x-envoy-original-path" not in headers
         if not decision.allow:
             return _denied(decision, grpc_client)
         assert principal is not None, "policy allowed a request without a principal"
