@@ -16,9 +16,9 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
-from lockgate.policy import PolicyEngine
 
 from lockgate.identity import KEY_ID, PREFIX, ROLES, TENANT_ID
+from lockgate.policy import PolicyEngine
 from lockgate.router.v1 import router_service_pb2 as router_pb
 from services.auth.principals import Principal
 from services.auth.secrets import MAX_KEY_LEN
