@@ -1,0 +1,153 @@
+"""Where the stack lives: every port and path `lockgate up` uses, in one value.
+
+One frozen object so that the supervisor, the Envoy config renderer and the
+CLI agree on ports and files; built from defaults, then environment variables,
+then command-line flags (highest wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The Python services, in start order.
+SERVICES = ("ledger", "registry", "auth", "router")
+
+DEFAULT_DATA_DIR = Path(".lockgate")
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+#: Layout field -> environment variable that overrides its default.
+ENV_VARS: dict[str, str] = {
+    "data_dir": "LOCKGATE_DATA_DIR",
+    "http_port": "LOCKGATE_HTTP_PORT",
+    "envoy_admin_port": "LOCKGATE_ENVOY_ADMIN_PORT",
+    "sim_port": "LOCKGATE_SIM_PORT",
+    "max_request_bytes": "LOCKGATE_MAX_REQUEST_BYTES",
+    "log_level": "LOCKGATE_LOG_LEVEL",
+    "gateway_config": "LOCKGATE_ROUTER_GATEWAY_CONFIG",
+    **{f"{name}_port": f"LOCKGATE_{name.upper()}_GRPC_PORT" for name in SERVICES},
+    **{f"{name}_metrics_port": f"LOCKGATE_{name.upper()}_METRICS_PORT" for name in SERVICES},
+}
+
+
+class LayoutError(ValueError):
+    """A flag or environment variable has a value the stack cannot use."""
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    data_dir: Path = DEFAULT_DATA_DIR
+    http_port: int = 8080
+    envoy_admin_port: int = 9901
+    auth_port: int = 50061
+    router_port: int = 50062
+    ledger_port: int = 50063
+    registry_port: int = 50064
+    #: Prometheus ports; 0 lets the service pick one, -1 turns metrics off.
+    auth_metrics_port: int = 9161
+    router_metrics_port: int = 9162
+    ledger_metrics_port: int = 9163
+    registry_metrics_port: int = 9164
+    sim_port: int = 18090
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    log_level: str = "info"
+    #: Gateway config YAML for the router (`--config`); None: the router's embedded default.
+    gateway_config: Path | None = None
+
+    @classmethod
+    def from_sources(
+        cls, env: Mapping[str, str] | None = None, **overrides: object
+    ) -> StackLayout:
+        """Defaults, then `env` (os.environ by default), then non-None `overrides`."""
+        env = os.environ if env is None else env
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for name, var in ENV_VARS.items():
+            if env.get(var, "").strip():
+                values[name] = _convert(name, env[var].strip(), var)
+        for name, value in overrides.items():
+            if name not in fields:
+                raise TypeError(f"unknown layout field {name!r}")
+            if value is not None:
+                values[name] = _convert(name, value, "--" + name.replace("_", "-"))
+        layout = cls(**values)  # type: ignore[arg-type]
+        return layout.resolved()
+
+    def resolved(self) -> StackLayout:
+        """Absolute paths, so children and a detached supervisor see the same files."""
+        config = self.gateway_config.expanduser().resolve() if self.gateway_config else None
+        return dataclasses.replace(
+            self, data_dir=self.data_dir.expanduser().resolve(), gateway_config=config
+        )
+
+    # -- ports ---------------------------------------------------------------
+    def grpc_port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def metrics_port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_metrics_port"))
+
+    def ports(self) -> dict[str, int]:
+        """Every fixed listening port by a readable name (for stack.json and conflicts)."""
+        ports = {"http": self.http_port, "envoy_admin": self.envoy_admin_port}
+        for name in SERVICES:
+            ports[name] = self.grpc_port(name)
+            if self.metrics_port(name) > 0:
+                ports[f"{name}_metrics"] = self.metrics_port(name)
+        ports["sim"] = self.sim_port
+        return ports
+
+    # -- urls ----------------------------------------------------------------
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}/v1"
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    @property
+    def envoy_config_path(self) -> Path:
+        return self.run_dir / "envoy.yaml"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+
+def _convert(name: str, value: object, source: str) -> object:
+    if name in ("data_dir", "gateway_config"):
+        return Path(str(value))
+    if name == "log_level":
+        return str(value).lower()
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise LayoutError(f"{source} must be an integer, got {value!r}") from None
+    if name.endswith("metrics_port"):
+        if not -1 <= number < 65536:
+            raise LayoutError(f"{source} must be a TCP port, 0 (any) or -1 (off), got {number}")
+    elif name.endswith("port") and not 0 < number < 65536:
+        raise LayoutError(f"{source} must be a TCP port (1-65535), got {number}")
+    if name == "max_request_bytes" and number <= 0:
+        raise LayoutError(f"{source} must be positive, got {number}")
+    return number
