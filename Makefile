@@ -45,6 +45,7 @@ lint: $(STAMP) $(BUF)
 
 ## bench: governed path vs the simulator called directly; writes bench/results/latest.json
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.run
 
 clean:

