@@ -1,0 +1,267 @@
+"""Router over gRPC (in-process, port 0) against real simulators and a real
+ledger: wire format, failover, error statuses, streaming, metering."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import orjson
+import pytest
+from google.api import httpbody_pb2
+
+from lockgate.identity import KEY_ID, TENANT_ID
+from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
+from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
+from lockgate.router.v1 import router_service_pb2 as pb
+from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
+from lockgate.sim.config import SimConfig
+from lockgate.sim.server import serve as serve_sim
+from services.ledger.app import LedgerSettings
+from services.ledger.app import build as build_ledger
+from services.router.app import RouterApp, RouterSettings
+from tests.conftest import free_port
+
+IDENTITY = ((TENANT_ID, "ten_test"), (KEY_ID, "key_test"))
+MESSAGES = [{"role": "user", "content": "hello router"}]
+
+GATEWAY = """
+providers:
+  good: {{type: openai, base_url: "http://127.0.0.1:{good}/v1"}}
+  failing: {{type: openai, base_url: "http://127.0.0.1:{failing}/v1"}}
+  limited: {{type: openai, base_url: "http://127.0.0.1:{limited}/v1"}}
+  dropping: {{type: openai, base_url: "http://127.0.0.1:{dropping}/v1"}}
+  nowhere: {{type: openai, base_url: "http://127.0.0.1:9/v1", connect_timeout_seconds: 1}}
+deployments:
+  good: {{provider: good, model: sim-small}}
+  failing: {{provider: failing, model: sim-small}}
+  limited: {{provider: limited, model: sim-small}}
+  dropping: {{provider: dropping, model: sim-small}}
+  nowhere: {{provider: nowhere, model: x}}
+models:
+  demo: {{deployments: [good]}}
+  failing: {{deployments: [failing]}}
+  limited: {{deployments: [limited]}}
+  dropping: {{deployments: [dropping]}}
+  nowhere: {{deployments: [nowhere]}}
+  failover: {{deployments: [nowhere, failing, good]}}
+"""
+
+
+async def start_ledger(tmp_path, port=0):
+    settings = LedgerSettings(data_dir=tmp_path, grpc_port=port)
+    server, _service, engine = await build_ledger(settings)
+    bound = await server.start()
+    return server, engine, bound
+
+
+@pytest.fixture
+async def env(tmp_path):
+    sims = {
+        "good": SimConfig(),
+        "failing": SimConfig(error_rate=1.0, error_status=500),
+        "limited": SimConfig(error_rate=1.0, error_status=429),
+        "dropping": SimConfig(drop_stream_after_chunks=2),
+    }
+    runners, ports = [], {}
+    for name, cfg in sims.items():
+        runner, ports[name] = await serve_sim("127.0.0.1", 0, cfg)
+        runners.append(runner)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(GATEWAY.format(**ports))
+    ledger, engine, ledger_port = await start_ledger(tmp_path)
+    app = RouterApp(
+        RouterSettings(
+            data_dir=tmp_path, grpc_port=0, gateway_config=config,
+            ledger_address=f"127.0.0.1:{ledger_port}",
+        )
+    )
+    port = await app.start()
+    router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    ledger_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}")
+    yield pb_grpc.RouterServiceStub(router_channel), ledger_grpc.LedgerServiceStub(ledger_channel)
+    await router_channel.close()
+    await ledger_channel.close()
+    await app.server.stop(0)
+    await app.close()
+    await ledger.stop(0)
+    await engine.dispose()
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def openai_call(router, body: dict, request_id: str = "req-1"):
+    """Call the HttpBody method as Envoy does; returns (status, content type, bytes)."""
+    call = router.OpenAIChatCompletions(
+        pb.OpenAIChatCompletionsRequest(
+            http_body=httpbody_pb2.HttpBody(content_type="application/json",
+                                            data=orjson.dumps(body))
+        ),
+        metadata=(*IDENTITY, ("x-request-id", request_id)),
+    )
+    parts = [m async for m in call]
+    headers = dict(await call.initial_metadata())
+    status = int(headers.get("x-lockgate-http-status", 200))
+    return status, parts[0].content_type, b"".join(p.data for p in parts)
+
+
+async def ledger_entry(ledger, request_id: str) -> ledger_pb.UsageEntry:
+    for _ in range(100):
+        page = await ledger.ListUsage(ledger_pb.ListUsageRequest(page_size=100), metadata=IDENTITY)
+        for entry in page.entries:
+            if entry.request_id == request_id:
+                return entry
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no usage entry for {request_id}")
+
+
+async def test_unary_reply_is_openai_json_under_the_alias_and_metered(env):
+    router, ledger = env
+    status, ctype, data = await openai_call(router, {"model": "demo", "messages": MESSAGES}, "u1")
+    assert (status, ctype) == (200, "application/json")
+    reply = orjson.loads(data)
+    assert reply["object"] == "chat.completion" and reply["model"] == "demo"
+    assert type(reply["created"]) is int and reply["choices"][0]["index"] == 0
+    entry = await ledger_entry(ledger, "u1")
+    assert entry.tenant_id == "ten_test" and entry.key_id == "key_test"
+    assert entry.deployment == "good" and entry.provider == "good"
+    assert entry.usage.input_tokens == reply["usage"]["prompt_tokens"]
+    assert entry.usage.output_tokens == reply["usage"]["completion_tokens"]
+    assert entry.status == "ok"
+
+
+async def test_stream_is_sse_with_done_and_usage_only_when_asked(env):
+    router, ledger = env
+    body = {"model": "demo", "messages": MESSAGES, "stream": True}
+    status, ctype, data = await openai_call(router, body, "s1")
+    assert (status, ctype) == (200, "text/event-stream")
+    events = data.decode().split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    chunks = [orjson.loads(e[6:]) for e in events[:-2]]
+    assert all("usage" not in c for c in chunks)
+    assert all(c["model"] == "demo" for c in chunks)
+    entry = await ledger_entry(ledger, "s1")
+    assert entry.streamed and entry.usage.output_tokens > 0  # the router always meters
+
+    body["stream_options"] = {"include_usage": True}
+    _, _, data = await openai_call(router, body, "s2")
+    last = orjson.loads(data.decode().split("\n\n")[-3][6:])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == entry.usage.output_tokens
+
+
+@pytest.mark.parametrize(
+    ("alias", "status", "code"),
+    [
+        ("failing", 502, "upstream_error"),
+        ("limited", 429, "upstream_rate_limited"),
+        ("nowhere", 503, "upstream_unavailable"),
+        ("no-such-alias", 404, "model_not_found"),
+    ],
+)
+async def test_failures_have_the_right_status(env, alias, status, code):
+    router, ledger = env
+    for stream in (False, True):
+        got, ctype, data = await openai_call(
+            router, {"model": alias, "messages": MESSAGES, "stream": stream}, f"{alias}-{stream}"
+        )
+        assert (got, ctype) == (status, "application/json")
+        assert orjson.loads(data)["error"]["code"] == code
+    entry = await ledger_entry(ledger, f"{alias}-False")
+    assert entry.status == "error" and entry.error_type == code
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"[]", b'{"model": "demo"}', b'{"model": "demo", "messages": [{"role": "x"}]}',
+     b'{"messages": [{"role": "user", "content": "x"}]}'],
+)
+async def test_bad_bodies_are_400(env, body):
+    router, _ = env
+    call = router.OpenAIChatCompletions(
+        pb.OpenAIChatCompletionsRequest(http_body=httpbody_pb2.HttpBody(data=body)),
+        metadata=IDENTITY,
+    )
+    parts = [m async for m in call]
+    assert dict(await call.initial_metadata())["x-lockgate-http-status"] == "400"
+    assert orjson.loads(parts[0].data)["error"]["type"] == "invalid_request_error"
+
+
+async def test_failover_skips_unreachable_and_failing_deployments(env):
+    router, ledger = env
+    status, _, data = await openai_call(router, {"model": "failover", "messages": MESSAGES}, "f1")
+    assert status == 200 and orjson.loads(data)["choices"][0]["message"]["content"]
+    assert (await ledger_entry(ledger, "f1")).deployment == "good"
+
+
+async def test_stream_failure_after_first_byte_ends_in_band(env):
+    router, ledger = env
+    status, ctype, data = await openai_call(
+        router, {"model": "dropping", "messages": MESSAGES, "stream": True}, "d1"
+    )
+    assert (status, ctype) == (200, "text/event-stream")
+    events = [e for e in data.decode().split("\n\n") if e]
+    assert "data: [DONE]" not in events
+    error = orjson.loads(events[-1][6:])["error"]
+    assert error["code"] == "upstream_error"
+    entry = await ledger_entry(ledger, "d1")
+    assert entry.status == "error"
+
+
+async def test_typed_api_maps_errors_to_grpc_codes(env):
+    router, _ = env
+    request = pb.CreateChatCompletionRequest(
+        model="demo", messages=[pb.ChatMessage(role="user", content="hi")],
+        parameters=pb.ChatParameters(max_tokens=3),
+    )
+    reply = await router.CreateChatCompletion(request, metadata=IDENTITY)
+    assert reply.choices[0].finish_reason == "length" and reply.usage.output_tokens <= 3
+    for alias, code in (("nope", grpc.StatusCode.NOT_FOUND),
+                        ("nowhere", grpc.StatusCode.UNAVAILABLE),
+                        ("limited", grpc.StatusCode.RESOURCE_EXHAUSTED)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.CreateChatCompletion(
+                pb.CreateChatCompletionRequest(model=alias, messages=request.messages),
+                metadata=IDENTITY,
+            )
+        assert err.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await router.CreateChatCompletion(request)  # no identity: not through the gateway
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_usage_survives_a_ledger_outage(tmp_path):
+    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "providers: {sim: {type: openai, base_url: 'http://127.0.0.1:%d/v1'}}\n"
+        "deployments: {d: {provider: sim, model: m}}\nmodels: {demo: {deployments: [d]}}\n"
+        % sim_port
+    )
+    ledger_port = free_port()
+    settings = RouterSettings(data_dir=tmp_path, grpc_port=0, gateway_config=config,
+                              ledger_address=f"127.0.0.1:{ledger_port}")
+    app = RouterApp(settings)
+    port = await app.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        router = pb_grpc.RouterServiceStub(channel)
+        for i in range(3):  # the ledger is down: calls still succeed
+            status, _, _ = await openai_call(router, {"model": "demo", "messages": MESSAGES},
+                                             f"o{i}")
+            assert status == 200
+    await app.server.stop(0)
+    await app.close()  # cannot flush: spooled to disk
+    assert (tmp_path / "spool" / "usage.spool").stat().st_size > 0
+
+    ledger, engine, _ = await start_ledger(tmp_path, port=ledger_port)
+    app = RouterApp(settings)  # a new router process replays the spool
+    await app.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}") as channel:
+        stub = ledger_grpc.LedgerServiceStub(channel)
+        for i in range(3):
+            assert (await ledger_entry(stub, f"o{i}")).status == "ok"
+    await app.server.stop(0)
+    await app.close()
+    assert not (tmp_path / "spool" / "usage.spool").exists()
+    await ledger.stop(0)
+    await engine.dispose()
+    await runner.cleanup()
