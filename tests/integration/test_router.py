@@ -233,9 +233,8 @@ async def test_usage_survives_a_ledger_outage(tmp_path):
     runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
     config = tmp_path / "gateway.yaml"
     config.write_text(
-        "providers: {sim: {type: openai, base_url: 'http://127.0.0.1:%d/v1'}}\n"
+        f"providers: {{sim: {{type: openai, base_url: 'http://127.0.0.1:{sim_port}/v1'}}}}\n"
         "deployments: {d: {provider: sim, model: m}}\nmodels: {demo: {deployments: [d]}}\n"
-        % sim_port
     )
     ledger_port = free_port()
     settings = RouterSettings(data_dir=tmp_path, grpc_port=0, gateway_config=config,
