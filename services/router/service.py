@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -36,6 +37,8 @@ class Call:
     usage: TokenCounts | None = None
     first_token_at: float | None = None
     error: LockgateError | None = None
+    #: The client went away before the answer was complete.
+    cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,9 @@ class Router:
         except LockgateError as exc:
             call.error = exc
             raise
+        except (asyncio.CancelledError, GeneratorExit):
+            call.cancelled = True  # what was delivered is still metered
+            raise
         finally:
             self.meter(call)
 
@@ -166,9 +172,21 @@ class Router:
                 ttft_ms=int((call.first_token_at - call.started) * 1000)
                 if call.first_token_at
                 else 0,
-                status="error" if call.error else "ok",
-                error_type=(call.error.code or type(call.error).__name__) if call.error else "",
+                status=_status(call),
+                error_type=_error_type(call),
                 streamed=call.streamed,
                 create_time=created,
             )
         )
+
+
+def _status(call: Call) -> str:
+    if call.error is not None:
+        return "error"
+    return "cancelled" if call.cancelled else "ok"
+
+
+def _error_type(call: Call) -> str:
+    if call.error is not None:
+        return call.error.code or type(call.error).__name__
+    return "client_cancelled" if call.cancelled else ""
