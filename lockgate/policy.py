@@ -1,155 +1,631 @@
-"""The embedded policy engine (regopy, Microsoft's rego-cpp) over policies/.
+"""The embedded policy engine: Rego policies under `policies/`, run by regopy
+(Microsoft's rego-cpp) inside the calling process.
 
-Every `*.rego` file under the policy root is loaded (tests, `*_test.rego`,
-only by `run_policy_tests`); every `data.json` is merged into `data` at the
-path of its folder, so `policies/lockgate/access/data.json` becomes
-`data.lockgate.access`. Entry points are named `<package path>/<rule>`, e.g.
-`lockgate/access/decision`, and are compiled once into a bundle that every
-evaluation reuses.
+Layout of a policy root (default: the repository's `policies/`):
 
-The engine is not thread-safe: call it from one thread (a service's event
-loop). A remote OPA server can replace it later behind the same `evaluate`.
+* every `*.rego` file is a module (`*_test.rego` files are tests: loaded only
+  by `run_policy_tests`);
+* every `data.json` must hold a JSON object, mounted in `data` at the path of
+  its folder: `policies/lockgate/access/data.json` holding `{"admin_roles": …}`
+  becomes `data.lockgate.access.admin_roles` (a `data.json` at the root is
+  merged into `data` itself). Two files that set the same key are an error.
+
+Entry points are named `<package path>/<rule>` with the dots of the package
+replaced by slashes: rule `decision` of `package lockgate.access` is
+`lockgate/access/decision`. Each entry point is compiled once into a regopy
+bundle that every later `evaluate` reuses; rules marked `# entrypoint: true`
+in their METADATA are compiled when the engine is built, so a policy that does
+not compile fails at startup, not on the first request.
+
+Thread-safety: an engine holds one rego-cpp interpreter, whose input is state
+(set, then query), and ctypes releases the GIL during native calls. Every
+evaluation therefore runs under a lock: it is safe from any thread, and
+evaluations are serialized (each takes a fraction of a millisecond; we call
+it from one event-loop thread anyway).
+
+rego-cpp 1.5.2 quirks this module works around (see also policies/README.md):
+
+* strings given through regopy's `Input` API are stored unescaped, so a value
+  with `"`, `\\` or a control character compares wrongly (a NUL truncates it);
+  such inputs go through JSON text instead (`ensure_ascii=False`: rego-cpp
+  compares strings by their JSON spelling, so `\\u00e9` would not equal `é`);
+* integers outside int64 wrap silently in the `Input` API: also sent as JSON;
+* some errors come back as a successful output whose text is an S-expression
+  `(error …)`, others as a failed output whose message is only in the node
+  tree, and compile errors are printed to stdout unless logging is off;
+* `with input as {…}` in a test crashes the process (SIGSEGV) when the rule
+  under test uses another rule or function: `run_policy_tests` runs tests in a
+  child process, and tests should override fields (`with input.request as …`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import math
+import os
 import re
-from dataclasses import dataclass
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import regopy
+from regopy import rego_shared as _native
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "policies"
-_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]+)\s*(?:if\b|:=|\{)", re.MULTILINE)
-_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+TEST_SUFFIX = "_test.rego"
+DATA_FILE = "data.json"
+
+_lib = _native.rego  # the ctypes library; argtypes/restypes are declared by regopy
+_OK = 0
+_NODE_ERROR = 1800
+_NODE_ERROR_MESSAGE = 1801
+_NODE_ERROR_CODE = 1803
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# A string the Input API would store differently from its JSON spelling.
+_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]').search
+
+_PACKAGE = re.compile(r"^package[ \t]+([A-Za-z_][\w.]*)", re.MULTILINE)
+_TEST_RULE = re.compile(r"^(test_\w+)\b(?![ \t]*\()", re.MULTILINE)
+_METADATA = re.compile(r"^# METADATA[ \t]*\n((?:#[^\n]*\n)*)([^\n]*)", re.MULTILINE)
+_ENTRYPOINT_TRUE = re.compile(r"^#\s*entrypoint:\s*true\s*$", re.MULTILINE)
+_RULE_HEAD = re.compile(r"^(?:default[ \t]+)?([A-Za-z_]\w*)")
 
 
 class PolicyError(Exception):
-    """A policy cannot be loaded or evaluated; the message names the file or entry point."""
+    """A policy failed to load, compile or evaluate.
+
+    The message names the file (`path:line:col`) or the entry point, then
+    rego-cpp's own message.
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class TestResult:
+    """One `test_*` rule: `name` is its data path (`lockgate.access_test.test_x`)."""
+
+    __test__ = False  # not a pytest test class
+
     name: str
     passed: bool
     message: str = ""
-
-
-def _short(exc: Exception) -> str:
-    """rego-cpp errors end with a full AST dump: keep the human part."""
-    text = str(exc)
-    head = text.split("(rego-errorseq", 1)[0].split("~~~~", 1)[0]
-    return (head.strip() or text[:500]).replace("\n", " ")
-
-
-def _data_for(root: Path, data_file: Path) -> dict:
-    try:
-        value = json.loads(data_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{data_file}: invalid JSON: {exc}") from None
-    for part in reversed(data_file.parent.relative_to(root).parts):
-        value = {part: value}
-    return value
-
-
-def _merge(into: dict, value: dict) -> None:
-    for key, item in value.items():
-        if isinstance(item, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], item)
-        else:
-            into[key] = item
-
-
-def _parse_output(output: regopy.Output, what: str) -> Any:
-    text = str(output)
-    if text.strip() == "undefined":
-        return None
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        raise PolicyError(f"{what}: {text.strip()}") from None
-    if isinstance(parsed, dict) and "expressions" in parsed:
-        expressions = parsed["expressions"]
-        return expressions[0] if expressions else None
-    return None  # undefined
+    file: str = ""
 
 
 class PolicyEngine:
-    def __init__(self, root: Path | None = None, *, include_tests: bool = False):
-        self.root = Path(root or DEFAULT_ROOT)
-        self._interpreter = regopy.Interpreter()
-        digest = hashlib.sha256()
-        data: dict = {}
-        files = sorted(self.root.rglob("*.rego"))
-        for path in files:
-            if path.name.endswith("_test.rego") and not include_tests:
-                continue
-            source = path.read_text()
-            digest.update(str(path.relative_to(self.root)).encode() + b"\0" + source.encode())
-            try:
-                self._interpreter.add_module(str(path.relative_to(self.root)), source)
-            except regopy.RegoError as exc:
-                raise PolicyError(f"{path}: {_short(exc)}") from None
-        for data_file in sorted(self.root.rglob("data.json")):
-            digest.update(data_file.read_bytes())
-            _merge(data, _data_for(self.root, data_file))
-        self._interpreter.add_data_json(json.dumps(data))
-        self.test_files = [p for p in files if p.name.endswith("_test.rego")]
-        #: Changes whenever a policy or its data changes (for decision-cache keys).
-        self.revision = digest.hexdigest()[:16]
-        self._bundles: dict[str, regopy.Bundle] = {}
+    """Loaded policies and data, with compiled entry points.
 
-    def _bundle(self, entrypoint: str) -> regopy.Bundle:
-        bundle = self._bundles.get(entrypoint)
-        if bundle is None:
+    >>> engine = PolicyEngine()
+    >>> engine.evaluate("lockgate/access/decision", {"credential": {"present": False}})["code"]
+    'missing_api_key'
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        include_tests: bool | Iterable[str | os.PathLike[str]] = False,
+    ):
+        """Load every module and data file under `root` (default `DEFAULT_ROOT`).
+
+        `include_tests` also loads the `*_test.rego` files: all of them (True)
+        or those listed (for the test runner). Raises
+        PolicyError when the root is missing, a file does not parse, data is
+        not a JSON object or conflicts, or a declared entry point does not compile.
+        """
+        self.root = Path(root) if root is not None else DEFAULT_ROOT
+        if not self.root.is_dir():
+            raise PolicyError(f"{self.root}: policy directory not found")
+        self._lock = threading.Lock()
+        self._interpreter = regopy.Interpreter()
+        self._interpreter.log_level = regopy.LogLevel.NONE  # errors are raised, not printed
+        self._impl = self._interpreter._impl
+        self._bundles: dict[str, tuple[regopy.Bundle, bytes]] = {}
+        self._sources: dict[str, str] = {}
+
+        digest = hashlib.sha256()
+        if isinstance(include_tests, bool):
+            wanted = None if include_tests else set()
+        else:
+            wanted = {Path(p).resolve() for p in include_tests}
+        modules = [
+            p
+            for p in _files(self.root, "*.rego")
+            if not _is_test(p) or wanted is None or p.resolve() in wanted
+        ]
+        entrypoints: list[str] = []
+        for path in modules:
+            name = self._name(path)
+            source = _read_text(path, name)
+            self._sources[name] = source
+            if not _is_test(path):
+                _hash(digest, "rego", name, source)
+                entrypoints.extend(_declared_entrypoints(source))
             try:
-                bundle = self._interpreter.build(None, [entrypoint])
+                self._interpreter.add_module(name, source)
             except regopy.RegoError as exc:
-                raise PolicyError(f"{entrypoint}: {_short(exc)}") from None
-            if not bundle.ok():
-                raise PolicyError(f"{entrypoint}: the policy does not compile")
-            self._bundles[entrypoint] = bundle
-        return bundle
+                raise PolicyError(self._describe(str(exc), name)) from None
+
+        data: dict[str, Any] = {}
+        owners: dict[tuple[str, ...], str] = {}
+        for path in _files(self.root, DATA_FILE):
+            name = self._name(path)
+            text = _read_text(path, name)
+            _hash(digest, "data", name, text)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PolicyError(
+                    f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                ) from None
+            if not isinstance(value, dict):
+                raise PolicyError(f"{name}: must hold a JSON object, not {type(value).__name__}")
+            _mount(data, owners, path.parent.relative_to(self.root).parts, value, name)
+        try:
+            self._interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
+        except regopy.RegoError as exc:
+            raise PolicyError(self._describe(str(exc), DATA_FILE)) from None
+
+        #: The modules (tests excluded) and data files loaded, relative to the root.
+        self.files: tuple[str, ...] = tuple(
+            n for n in self._sources if not n.endswith(TEST_SUFFIX)
+        ) + tuple(self._name(p) for p in _files(self.root, DATA_FILE))
+        #: Entry points declared `# entrypoint: true` in METADATA (compiled already).
+        self.entrypoints: tuple[str, ...] = tuple(dict.fromkeys(entrypoints))
+        #: sha256 (hex, 16 characters) of every loaded policy and data file, with
+        #: their paths; tests excluded. Changes when a decision could change.
+        self.revision: str = digest.hexdigest()[:16]
+        if self.entrypoints:
+            self._build(self.entrypoints)
+
+    def __repr__(self) -> str:
+        return f"PolicyEngine({str(self.root)!r}, revision={self.revision!r})"
 
     def evaluate(self, entrypoint: str, input: Any) -> Any:
-        """The value of `entrypoint` for this input, or None when it is undefined."""
-        bundle = self._bundle(entrypoint)
-        self._interpreter.set_input_term(json.dumps(input))
+        """The value of `entrypoint` (e.g. "lockgate/access/decision") for this input.
+
+        Returns Python objects (dict, list, str, int, float, bool, None; Rego
+        sets become lists), or None when the rule is undefined for this input.
+        An entry point naming no rule is undefined too (as in OPA's data API).
+        Raises PolicyError when the entry point does not compile, evaluation
+        fails (e.g. a complete rule with two values) or the input is not
+        JSON-like.
+        """
+        with self._lock:
+            bundle, name = self._bundles.get(entrypoint) or self._build((entrypoint,))[entrypoint]
+            self._set_input(input)
+            output = _lib.regoBundleQueryEntrypoint(self._impl, bundle._impl, name)
+            return self._read_output(output, entrypoint)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _build(self, entrypoints: Iterable[str]) -> dict[str, tuple[regopy.Bundle, bytes]]:
+        """Compile entry points into one bundle (rego-cpp adds them to earlier ones)."""
+        entrypoints = tuple(entrypoints)
+        label = ", ".join(entrypoints)
+        for entrypoint in entrypoints:
+            if not re.fullmatch(r"[A-Za-z_]\w*(/[A-Za-z_]\w*)*", entrypoint):
+                raise PolicyError(
+                    f"{entrypoint!r}: not an entry point (expected `package/path/rule`)"
+                )
         try:
-            output = self._interpreter.query_bundle_entrypoint(bundle, entrypoint)
-        except (regopy.RegoError, ValueError) as exc:  # regopy fails to parse its error text
-            raise PolicyError(f"{entrypoint}: {_short(exc)}") from None
-        return _parse_output(output, entrypoint)
+            bundle = self._interpreter.build(None, entrypoints)
+        except regopy.RegoError as exc:
+            raise PolicyError(f"{label}: {self._describe(str(exc))}") from None
+        if not bundle.ok():  # querying a bundle that is not ok can crash
+            errors = _node_errors(_native.rego_bundle_node(bundle._impl))
+            raise PolicyError(f"{label}: does not compile: {errors or 'unknown error'}")
+        built = {e: (bundle, e.encode()) for e in entrypoints}
+        self._bundles.update(built)
+        return built
 
-    def query(self, query: str, input: Any = None) -> Any:
-        """An ad-hoc query (slower: compiled each time); for tools and tests."""
-        self._interpreter.set_input_term(json.dumps(input if input is not None else {}))
+    def _set_input(self, value: Any) -> None:
+        p_input = _lib.regoNewInput()
         try:
-            return _parse_output(self._interpreter.query(query), query)
-        except (regopy.RegoError, ValueError) as exc:  # regopy fails to parse its error text
-            raise PolicyError(f"{query}: {_short(exc)}") from None
+            fast = _put(p_input, value)
+            if fast:
+                fast = _lib.regoSetInput(self._impl, p_input) == _OK
+        finally:
+            _lib.regoFreeInput(p_input)
+        if fast:
+            return
+        try:
+            term = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default)
+            _native.rego_set_input_term(self._impl, term)
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise PolicyError(f"input is not a JSON document: {exc}") from None
+        except regopy.RegoError as exc:
+            raise PolicyError(f"input rejected: {self._describe(str(exc))}") from None
+
+    def _read_output(self, output: int | None, what: str) -> Any:
+        if not output:
+            raise PolicyError(
+                f"{what}: {_native.rego_get_error(self._impl) or 'evaluation failed'}"
+            )
+        try:
+            if not _lib.regoOutputOk(output):
+                errors = _node_errors(_lib.regoOutputNode(output))
+                raise PolicyError(f"{what}: {errors or 'evaluation failed'}")
+            text = _native.rego_output_string(output)
+        except regopy.RegoError as exc:
+            raise PolicyError(f"{what}: {exc}") from None
+        finally:
+            _lib.regoFreeOutput(output)
+        if text == "undefined":
+            return None
+        if text.startswith("("):  # an error, as an S-expression
+            raise PolicyError(f"{what}: {self._describe(text)}")
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            raise PolicyError(f"{what}: unreadable result {text[:200]!r}") from None
+        if isinstance(parsed, list):  # several results: only a query can produce them
+            if len(parsed) != 1:
+                raise PolicyError(f"{what}: {len(parsed)} results, expected one")
+            parsed = parsed[0]
+        expressions = parsed.get("expressions") or [None]
+        return expressions[0]
+
+    def _describe(self, text: str, default_file: str = "") -> str:
+        """rego-cpp's error S-expressions as `file:line:col: message` lines."""
+        errors = []
+        for chunk in re.split(r"\(error(?=[\s)])", text)[1:]:
+            message = _counted(chunk, "(errormsg ") or chunk.strip()[:200]
+            code = _counted(chunk, "(errorcode ")
+            where = default_file
+            location = _counted(chunk, " ", with_rest=True) if chunk.startswith(" ") else None
+            if location:  # ` <n>:<file>|<byte offset>|<length>`
+                name, rest = location
+                found = re.match(r"\|(\d+)\|", rest)
+                where = self._position(name, int(found.group(1))) if found else name
+            text_line = f"{where}: {message}" if where else message
+            errors.append(f"{text_line} ({code})" if code else text_line)
+        if not errors:
+            return text.strip()[:500]
+        return "; ".join(errors)
+
+    def _position(self, name: str, offset: int) -> str:
+        source = self._sources.get(name)
+        if source is None:
+            return name
+        before = source.encode()[:offset].decode(errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        return f"{name}:{line}:{column}"
 
 
-def run_policy_tests(root: Path | None = None) -> list[TestResult]:
-    """Run every `test_*` rule of every `*_test.rego` (true passes; false or undefined fails)."""
-    engine = PolicyEngine(root, include_tests=True)
+# -- input marshalling ------------------------------------------------------------
+
+_new_string = _lib.regoInputString
+_new_int = _lib.regoInputInt
+_new_float = _lib.regoInputFloat
+_new_bool = _lib.regoInputBoolean
+_new_null = _lib.regoInputNull
+_object_item = _lib.regoInputObjectItem
+_new_object = _lib.regoInputObject
+_new_array = _lib.regoInputArray
+
+
+def _put(p: int, value: Any) -> bool:
+    """Push `value` onto a regopy input stack; False when it must go as JSON instead."""
+    kind = type(value)
+    if kind is str:
+        return not _NEEDS_ESCAPING(value) and _put_str(p, value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or _NEEDS_ESCAPING(key) or not _put_str(p, key):
+                return False
+            if not _put(p, item) or _object_item(p) != _OK:
+                return False
+        return _new_object(p, len(value)) == _OK
+    if kind is list or kind is tuple:
+        for item in value:
+            if not _put(p, item):
+                return False
+        return _new_array(p, len(value)) == _OK
+    if kind is bool:
+        return _new_bool(p, value) == _OK
+    if kind is int:
+        return _INT64_MIN <= value <= _INT64_MAX and _new_int(p, value) == _OK
+    if value is None:
+        return _new_null(p) == _OK
+    if kind is float:
+        return math.isfinite(value) and _new_float(p, value) == _OK
+    return False  # subclasses, sets, …: json.dumps decides
+
+
+def _put_str(p: int, value: str) -> bool:
+    try:
+        return _new_string(p, value.encode()) == _OK
+    except UnicodeEncodeError:  # lone surrogates: let the JSON path report it
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+def _counted(chunk: str, marker: str, *, with_rest: bool = False) -> Any:
+    """`<marker><n>:<n bytes>` in rego-cpp's S-expressions: the n bytes (and the rest)."""
+    start = chunk.find(marker)
+    if start < 0:
+        return None
+    found = re.match(r"(\d+):", chunk[start + len(marker) :])
+    if not found:
+        return None
+    body = chunk[start + len(marker) + found.end() :].encode()
+    size = int(found.group(1))
+    value = body[:size].decode(errors="replace")
+    if with_rest:
+        return value, body[size:].decode(errors="replace")
+    return value
+
+
+def _node_value(node: int) -> str:
+    size = _lib.regoNodeValueSize(node)
+    buffer = ctypes.create_string_buffer(size + 1)
+    if _lib.regoNodeValue(node, buffer, size + 1) != _OK:
+        return ""
+    return buffer.value.decode(errors="replace")
+
+
+def _node_errors(node: int | None, depth: int = 0) -> str:
+    """The messages (and codes) of the Error nodes under `node`."""
+    if not node or depth > 8:
+        return ""
+    if _lib.regoNodeType(node) == _NODE_ERROR:
+        message = code = ""
+        for i in range(_lib.regoNodeSize(node)):
+            child = _lib.regoNodeGet(node, i)
+            kind = _lib.regoNodeType(child)
+            if kind == _NODE_ERROR_MESSAGE:
+                message = _node_value(child)
+            elif kind == _NODE_ERROR_CODE:
+                code = _node_value(child)
+        return f"{message} ({code})" if code else message
+    found = (
+        _node_errors(_lib.regoNodeGet(node, i), depth + 1) for i in range(_lib.regoNodeSize(node))
+    )
+    return "; ".join(m for m in found if m)
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    """Files under root, sorted, skipping hidden folders and files."""
+    return sorted(
+        p
+        for p in root.rglob(pattern)
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _is_test(path: Path) -> bool:
+    return path.name.endswith(TEST_SUFFIX)
+
+
+def _read_text(path: Path, name: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{name}: cannot read: {exc}") from None
+
+
+def _hash(digest: Any, kind: str, name: str, text: str) -> None:
+    body = text.encode()
+    digest.update(f"{kind}\0{name}\0{len(body)}\0".encode())
+    digest.update(body)
+
+
+def _mount(
+    data: dict[str, Any],
+    owners: dict[tuple[str, ...], str],
+    folder: tuple[str, ...],
+    value: dict[str, Any],
+    name: str,
+) -> None:
+    """Merge `value` into `data` at `folder`; a key set twice is an error."""
+    node = data
+    for i, part in enumerate(folder):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise PolicyError(
+                f"{name}: data.{'.'.join(folder[: i + 1])} is already set by {owners[folder[: i + 1]]}"
+            )
+        node = child
+    _merge(node, value, owners, folder, name)
+
+
+def _merge(into: dict, value: dict, owners: dict, path: tuple[str, ...], name: str) -> None:
+    for key, item in value.items():
+        here = (*path, key)
+        if key not in into:
+            into[key] = item
+            owners[here] = name
+        elif isinstance(into[key], dict) and isinstance(item, dict):
+            _merge(into[key], item, owners, here, name)
+        else:
+            raise PolicyError(
+                f"{name}: data.{'.'.join(here)} is already set by {owners.get(here, '?')}"
+            )
+
+
+def _declared_entrypoints(source: str) -> list[str]:
+    package = _PACKAGE.search(source)
+    if package is None:
+        return []
+    base = package.group(1).replace(".", "/")
+    found = []
+    for block in _METADATA.finditer(source):
+        if not _ENTRYPOINT_TRUE.search(block.group(1)):
+            continue
+        head = block.group(2)
+        if head.startswith("package"):
+            found.append(base)
+        elif rule := _RULE_HEAD.match(head):
+            found.append(f"{base}/{rule.group(1)}")
+    return found
+
+
+# -- tests --------------------------------------------------------------------------
+
+
+def run_policy_tests(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    isolate: bool = True,
+    timeout: float = 300.0,
+) -> list[TestResult]:
+    """Run every `test_*` rule of every `*_test.rego` under `root`.
+
+    Policies, data and all test files are loaded together (as `opa test` does);
+    a test passes when its rule is true, and fails when it is false, undefined
+    or an error (a policy that does not load fails every test, with the reason).
+    With `isolate` (the default) the tests run in a child process, so a
+    rego-cpp crash is reported as failures of the tests of the file that
+    causes it instead of killing the caller.
+    """
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    if not root.is_dir():
+        raise PolicyError(f"{root}: policy directory not found")
+    files = _files(root, "*" + TEST_SUFFIX)
+    if not isolate:
+        return _run_tests(root, files)
+    results, crash = _run_tests_in_child(root, files, timeout)
+    if crash is None:
+        return results
+    if len(files) <= 1:
+        return _crashed(root, files, crash)
+    # Find the file(s) that crash rego-cpp: run each alone.
     results = []
-    for path in engine.test_files:
-        source = path.read_text()
+    for path in files:
+        alone, crash = _run_tests_in_child(root, [path], timeout)
+        results.extend(alone if crash is None else _crashed(root, [path], crash))
+    return results
+
+
+def _run_tests(root: Path, files: list[Path]) -> list[TestResult]:
+    tests: list[tuple[str, str, str]] = []  # (name, entrypoint, file)
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        source = _read_text(path, name)
         package = _PACKAGE.search(source)
         if package is None:
-            results.append(TestResult(str(path), False, "no package declaration"))
+            tests.append((name, "", name))  # reported as a failure below
             continue
         for rule in dict.fromkeys(_TEST_RULE.findall(source)):
-            name = f"{package.group(1)}.{rule}"
-            try:
-                value = engine.query(f"data.{name}")
-            except PolicyError as exc:
-                results.append(TestResult(name, False, str(exc)))
-                continue
-            passed = value is True
-            results.append(TestResult(name, passed, "" if passed else f"evaluated to {value!r}"))
+            tests.append(
+                (f"{package.group(1)}.{rule}", f"{package.group(1).replace('.', '/')}/{rule}", name)
+            )
+    tests = list({test[0]: test for test in tests}.values())  # a package may span files
+    if not tests:
+        return []
+    try:
+        engine = PolicyEngine(root, include_tests=files)
+        entrypoints = [entrypoint for _, entrypoint, _ in tests if entrypoint]
+        bundles = engine._build(entrypoints) if entrypoints else {}
+    except PolicyError as exc:
+        return [TestResult(name, False, str(exc), file) for name, _, file in tests]
+    results = []
+    for name, entrypoint, file in tests:
+        if not entrypoint:
+            results.append(TestResult(name, False, f"{file}: no package declaration", file))
+            continue
+        bundle, encoded = bundles[entrypoint]
+        try:
+            with engine._lock:  # no input: tests set what they need with `with`
+                output = _lib.regoBundleQueryEntrypoint(engine._impl, bundle._impl, encoded)
+                value = engine._read_output(output, name)
+        except PolicyError as exc:
+            results.append(TestResult(name, False, str(exc), file))
+            continue
+        if value is True:
+            results.append(TestResult(name, True, "", file))
+        elif value is None:
+            results.append(
+                TestResult(name, False, "undefined: a condition of the test failed", file)
+            )
+        else:
+            results.append(
+                TestResult(name, False, f"evaluated to {json.dumps(value)}, not true", file)
+            )
     return results
+
+
+def _run_tests_in_child(
+    root: Path, files: list[Path], timeout: float
+) -> tuple[list[TestResult], str | None]:
+    """Run `_run_tests` in a child process: (results, None) or ([], why it crashed)."""
+    with tempfile.TemporaryDirectory(prefix="lockgate-policy-tests-") as tmp:
+        out = Path(tmp) / "results.json"
+        request = {"root": str(root), "files": [str(p) for p in files], "out": str(out)}
+        env = dict(os.environ)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        code = "import sys, lockgate.policy as p; p._child_main(sys.argv[1])"
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", code, json.dumps(request)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return [], f"the tests did not finish within {timeout:g} s"
+        if proc.returncode == 0 and out.exists():
+            return [TestResult(**r) for r in json.loads(out.read_text())], None
+        if proc.returncode < 0:
+            try:
+                why = f"rego-cpp crashed ({signal.Signals(-proc.returncode).name})"
+            except ValueError:
+                why = f"rego-cpp crashed (signal {-proc.returncode})"
+        else:
+            why = f"the test process failed (exit {proc.returncode})"
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return [], why + (": " + " | ".join(tail) if tail else "")
+
+
+def _crashed(root: Path, files: list[Path], crash: str) -> list[TestResult]:
+    results = []
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        source = path.read_text(encoding="utf-8", errors="replace")
+        hint = ""
+        if re.search(r"\bwith\s+input\s+as\b", source):
+            hint = (
+                "; rego-cpp 1.5.2 crashes on `with input as {…}` when the rule under test uses"
+                " other rules: replace the whole input field by field (`with input.request as …`)"
+            )
+        package = _PACKAGE.search(source)
+        rules = list(dict.fromkeys(_TEST_RULE.findall(source))) if package else []
+        message = f"{name}: {crash}{hint}"
+        if not rules:
+            results.append(TestResult(name, False, message, name))
+        for rule in rules:
+            results.append(TestResult(f"{package.group(1)}.{rule}", False, message, name))
+    return results
+
+
+def _child_main(request_json: str) -> None:
+    request = json.loads(request_json)
+    root = Path(request["root"])
+    results = _run_tests(root, [Path(f) for f in request["files"]])
+    Path(request["out"]).write_text(json.dumps([asdict(r) for r in results]))

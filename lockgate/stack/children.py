@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lockgate.stack.health import GrpcCheck, HealthCheck, HttpCheck
 from lockgate.stack.layout import SERVICES, StackLayout
@@ -31,7 +31,6 @@ class ChildSpec:
     ports: tuple[int, ...] = ()
     #: Where clients (or an operator) reach it, for status output.
     endpoint: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict[str, str]:
@@ -89,7 +88,7 @@ def build_children(
             sys.executable, "-m", "lockgate.cli.main", "sim",
             "--host", "127.0.0.1", "--port", str(layout.sim_port),
         ),
-        env=base,
+        env={**base, "LOCKGATE_LOG_LEVEL": layout.log_level},
         health=HttpCheck(f"http://127.0.0.1:{layout.sim_port}/healthz"),
         ports=(layout.sim_port,),
         endpoint=f"http://127.0.0.1:{layout.sim_port}",

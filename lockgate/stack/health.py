@@ -2,7 +2,7 @@
 
 The supervisor polls them while starting and after restarts; `lockgate status`
 rebuilds them from stack.json (`from_dict`) to probe a stack it did not start.
-Any object with `async __call__(timeout) -> bool` and `describe() -> dict` works,
+Any object with `async __call__(time_limit) -> bool` and `describe() -> dict` works,
 which is how tests inject their own.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 
 class HealthCheck(Protocol):
-    async def __call__(self, timeout: float = 1.0) -> bool: ...
+    async def __call__(self, time_limit: float = 1.0) -> bool: ...
 
     def describe(self) -> dict[str, str]: ...
 
@@ -26,9 +26,9 @@ class HttpCheck:
 
     url: str
 
-    async def __call__(self, timeout: float = 1.0) -> bool:
+    async def __call__(self, time_limit: float = 1.0) -> bool:
         try:
-            return await asyncio.wait_for(self._get_status(), timeout) == 200
+            return await asyncio.wait_for(self._get_status(), time_limit) == 200
         except (OSError, TimeoutError, ValueError, IndexError):
             return False
 
@@ -62,16 +62,16 @@ class GrpcCheck:
     target: str
     service: str = ""
 
-    async def __call__(self, timeout: float = 1.0) -> bool:
+    async def __call__(self, time_limit: float = 1.0) -> bool:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+        request = health_pb2.HealthCheckRequest(service=self.service)
         try:
             async with grpc.aio.insecure_channel(self.target) as channel:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=self.service), timeout=timeout
-                )
-        except (grpc.RpcError, OSError, asyncio.TimeoutError):
+                call = health_pb2_grpc.HealthStub(channel).Check(request, timeout=time_limit)
+                reply = await asyncio.wait_for(call, time_limit + 0.5)
+        except (TimeoutError, grpc.RpcError, OSError):
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -53,16 +53,19 @@ async def spawn(
 ) -> asyncio.subprocess.Process:
     """Start argv with stdout+stderr appended to log_path, in its own process group."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab", buffering=0) as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
+            stdout=log_fd,
             stderr=asyncio.subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             process_group=0,
             preexec_fn=die_with_parent(os.getpid()),
         )
+    finally:
+        os.close(log_fd)
 
 
 def signal_group(pgid: int, sig: int) -> bool:
