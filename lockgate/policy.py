@@ -77,6 +77,10 @@ _TEST_RULE = re.compile(r"^(test_\w+)\b(?![ \t]*\()", re.MULTILINE)
 _METADATA = re.compile(r"^# METADATA[ \t]*\n((?:#[^\n]*\n)*)([^\n]*)", re.MULTILINE)
 _ENTRYPOINT_TRUE = re.compile(r"^#\s*entrypoint:\s*true\s*$", re.MULTILINE)
 _RULE_HEAD = re.compile(r"^(?:default[ \t]+)?([A-Za-z_]\w*)")
+_RULE_HEADS = re.compile(r"^(?:default[ \t]+)?([A-Za-z_]\w*)", re.MULTILINE)
+_KEYWORDS = frozenset(
+    "package import default else not some every with if contains in as true false null".split()
+)
 
 
 class PolicyError(Exception):
@@ -168,6 +172,7 @@ class PolicyEngine:
             if not isinstance(value, dict):
                 raise PolicyError(f"{name}: must hold a JSON object, not {type(value).__name__}")
             _mount(data, owners, path.parent.relative_to(self.root).parts, value, name)
+        _check_shadowing(data, owners, self._sources)
         try:
             self._interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
         except regopy.RegoError as exc:
@@ -446,7 +451,7 @@ def _mount(
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise PolicyError(
-                f"{name}: data.{'.'.join(folder[: i + 1])} is already set by {owners[folder[: i + 1]]}"
+                f"{name}: data.{'.'.join(folder[: i + 1])} is already set by {_owner(owners, folder[: i + 1])}"
             )
         node = child
     _merge(node, value, owners, folder, name)
@@ -462,8 +467,39 @@ def _merge(into: dict, value: dict, owners: dict, path: tuple[str, ...], name: s
             _merge(into[key], item, owners, here, name)
         else:
             raise PolicyError(
-                f"{name}: data.{'.'.join(here)} is already set by {owners.get(here, '?')}"
+                f"{name}: data.{'.'.join(here)} is already set by {_owner(owners, here)}"
             )
+
+
+def _owner(owners: dict[tuple[str, ...], str], path: tuple[str, ...]) -> str:
+    """The data file that set `path` (or the object holding it)."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in owners:
+            return owners[path[:end]]
+    return "another data.json"
+
+
+def _check_shadowing(
+    data: dict[str, Any], owners: dict[tuple[str, ...], str], sources: dict[str, str]
+) -> None:
+    """rego-cpp lets data silently replace a rule of the same path: refuse it."""
+    for module, source in sources.items():
+        package = _PACKAGE.search(source)
+        if package is None:
+            continue
+        node: Any = data
+        parts = tuple(package.group(1).split("."))
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for rule in set(_RULE_HEADS.findall(source)) - _KEYWORDS:
+            if rule in node:
+                path = (*parts, rule)
+                raise PolicyError(
+                    f"{_owner(owners, path)}: data.{'.'.join(path)} would replace"
+                    f" the rule {rule!r} of {module}"
+                )
 
 
 def _declared_entrypoints(source: str) -> list[str]:

@@ -1,9 +1,10 @@
 """Deterministic replies, token counts and embeddings of the provider simulator.
 
 * The reply to a chat request depends only on its ``messages`` (and on the
-  choice index when ``n`` > 1): a hash of the messages seeds a small PRNG that
-  picks words from a fixed vocabulary. Same messages -> same reply, streamed or
-  not, on every run and every machine.
+  choice index when ``n`` > 1): a BLAKE2 digest of the messages (keys sorted)
+  seeds SHAKE-256, whose output bytes pick words from a fixed 64-word
+  vocabulary. Same messages -> same reply, streamed or not, on every run and
+  every machine.
 * :func:`count_tokens` is a cheap, deterministic stand-in for a BPE tokenizer:
   about one token per short word, long words split every ~4 characters, one
   token per 1-3 digits and per punctuation character, whitespace free.

@@ -90,8 +90,15 @@ H_CHUNK_COUNT = "x-sim-chunk-count"
 H_DROP_AFTER = "x-sim-drop-after-chunks"
 H_REPLY_WORDS = "x-sim-reply-words"
 #: Every fault-injection header the simulator understands.
-SIM_HEADERS = (H_STATUS, H_LATENCY, H_TTFT, H_CHUNK_INTERVAL, H_CHUNK_COUNT, H_DROP_AFTER,
-               H_REPLY_WORDS)  # fmt: skip
+SIM_HEADERS = (
+    H_STATUS,
+    H_LATENCY,
+    H_TTFT,
+    H_CHUNK_INTERVAL,
+    H_CHUNK_COUNT,
+    H_DROP_AFTER,
+    H_REPLY_WORDS,
+)
 
 _MAX_N = 128
 _MAX_STOP = 4
@@ -105,7 +112,7 @@ _FP = orjson.Fragment(orjson.dumps(SYSTEM_FINGERPRINT))
 _PROMPT_DETAILS = orjson.Fragment(b'{"cached_tokens":0}')
 _COMPLETION_DETAILS = orjson.Fragment(b'{"reasoning_tokens":0}')
 _CHUNK_OBJECT = b'","object":"chat.completion.chunk","created":'
-_CHUNK_CHOICES = b',"system_fingerprint":"fp_lockgate_sim","choices":['
+_CHUNK_CHOICES = b',"system_fingerprint":' + orjson.dumps(SYSTEM_FINGERPRINT) + b',"choices":['
 _ROLE_DELTA = b',"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}'
 _CONTENT_DELTA = b',"delta":{"content":'
 _CONTENT_END = b'},"logprobs":null,"finish_reason":null}'
@@ -149,8 +156,14 @@ class SimError(Exception):
         self.headers = headers
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.message, type=self.type, param=self.param,
-                              code=self.code, headers=self.headers)  # fmt: skip
+        return error_response(
+            self.status,
+            self.message,
+            type=self.type,
+            param=self.param,
+            code=self.code,
+            headers=self.headers,
+        )
 
 
 def _error_type(status: int) -> str:
@@ -173,8 +186,16 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     """An OpenAI-shaped error response."""
-    body = orjson.dumps({"error": {"message": message, "type": type or _error_type(status),
-                                   "param": param, "code": code}})  # fmt: skip
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": type or _error_type(status),
+                "param": param,
+                "code": code,
+            }
+        }
+    )
     hdrs = dict(_JSON_HEADERS)
     if headers:
         hdrs.update(headers)
@@ -249,11 +270,19 @@ def _int_param(body: dict, name: str, low: int, high: int) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise _bad_type(name, "integer", value)
     if value < low:
-        raise _invalid(f"Invalid '{name}': integer below minimum value. Expected a value "
-                       f">= {low}, but got {value} instead.", name, "integer_below_min_value")
+        raise _invalid(
+            f"Invalid '{name}': integer below minimum value. Expected a value "
+            f">= {low}, but got {value} instead.",
+            name,
+            "integer_below_min_value",
+        )
     if value > high:
-        raise _invalid(f"Invalid '{name}': integer above maximum value. Expected a value "
-                       f"<= {high}, but got {value} instead.", name, "integer_above_max_value")
+        raise _invalid(
+            f"Invalid '{name}': integer above maximum value. Expected a value "
+            f"<= {high}, but got {value} instead.",
+            name,
+            "integer_above_max_value",
+        )
     return value
 
 
@@ -277,8 +306,11 @@ class _Knobs:
         if (v := get(H_STATUS)) is not None:
             status = _header_int(H_STATUS, v, 200, 599)
             if 200 < status < 400:
-                raise _invalid(f"Invalid '{H_STATUS}': expected 200 or an error status "
-                               "400..599.", H_STATUS, "invalid_value")  # fmt: skip
+                raise _invalid(
+                    f"Invalid '{H_STATUS}': expected 200 or an error status 400..599.",
+                    H_STATUS,
+                    "invalid_value",
+                )
             self.status = status
         if (v := get(H_LATENCY)) is not None:
             self.latency = _header_ms(H_LATENCY, v)
@@ -300,8 +332,9 @@ def _header_int(name: str, value: str, low: int, high: int) -> int:
     except ValueError:
         number = None
     if number is None or not low <= number <= high:
-        raise _invalid(f"Invalid '{name}' header: expected an integer in {low}..{high}.",
-                       name, "invalid_value")  # fmt: skip
+        raise _invalid(
+            f"Invalid '{name}' header: expected an integer in {low}..{high}.", name, "invalid_value"
+        )
     return number
 
 
@@ -311,8 +344,11 @@ def _header_ms(name: str, value: str) -> float:
     except ValueError:
         ms = -1.0
     if not 0.0 <= ms <= _MAX_DELAY_MS:  # also rejects nan
-        raise _invalid(f"Invalid '{name}' header: expected milliseconds in "
-                       f"0..{_MAX_DELAY_MS:.0f}.", name, "invalid_value")  # fmt: skip
+        raise _invalid(
+            f"Invalid '{name}' header: expected milliseconds in 0..{_MAX_DELAY_MS:.0f}.",
+            name,
+            "invalid_value",
+        )
     return ms / 1000.0
 
 
@@ -324,8 +360,17 @@ class _ShuttingDown(Exception):
 
 
 class _State:
-    __slots__ = ("config", "auth", "rng", "id_prefix", "ids", "models_body", "model_bodies",
-                 "sleepers", "stopping")  # fmt: skip
+    __slots__ = (
+        "config",
+        "auth",
+        "rng",
+        "id_prefix",
+        "ids",
+        "models_body",
+        "model_bodies",
+        "sleepers",
+        "stopping",
+    )
 
     def __init__(self, config: SimConfig):
         self.config = config
@@ -334,8 +379,10 @@ class _State:
         alphabet = string.ascii_letters + string.digits
         self.id_prefix = "".join(secrets.choice(alphabet) for _ in range(12))
         self.ids = itertools.count(1)
-        models = [{"id": m, "object": "model", "created": _MODELS_CREATED,
-                   "owned_by": "lockgate-sim"} for m in dict.fromkeys(config.models)]  # fmt: skip
+        models = [
+            {"id": m, "object": "model", "created": _MODELS_CREATED, "owned_by": "lockgate-sim"}
+            for m in dict.fromkeys(config.models)
+        ]
         self.models_body = orjson.dumps({"object": "list", "data": models})
         self.model_bodies = {m["id"]: orjson.dumps(m) for m in models}
         #: Handlers inside pause(): on shutdown they are woken up at once.
@@ -371,10 +418,14 @@ class _State:
         if self.auth is not None:
             given = request.headers.get("Authorization")
             if given is None:
-                raise SimError(401, "You didn't provide an API key. You need to provide your "
-                               "API key in an Authorization header using Bearer auth (i.e. "
-                               "Authorization: Bearer YOUR_KEY).", code="invalid_api_key")
-            if not hmac.compare_digest(given.encode(), self.auth):
+                raise SimError(
+                    401,
+                    "You didn't provide an API key. You need to provide your "
+                    "API key in an Authorization header using Bearer auth (i.e. "
+                    "Authorization: Bearer YOUR_KEY).",
+                    code="invalid_api_key",
+                )
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.auth):
                 raise SimError(401, "Incorrect API key provided.", code="invalid_api_key")
         return _Knobs(self.config, request.headers)
 
@@ -421,24 +472,36 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
 
     messages = body.get("messages")
     if messages is None:
-        raise _invalid("Missing required parameter: 'messages'.", "messages",
-                       "missing_required_parameter")  # fmt: skip
+        raise _invalid(
+            "Missing required parameter: 'messages'.", "messages", "missing_required_parameter"
+        )
     if not isinstance(messages, list):
         raise _bad_type("messages", "array", messages)
     if not messages:
-        raise _invalid("Invalid 'messages': empty array. Expected an array with minimum length "
-                       "1, but got an empty array instead.", "messages", "empty_array")
+        raise _invalid(
+            "Invalid 'messages': empty array. Expected an array with minimum length "
+            "1, but got an empty array instead.",
+            "messages",
+            "empty_array",
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _bad_type(f"messages[{i}]", "object", message)
         role = message.get("role")
         if role not in _ROLES:
             if role is None:
-                raise _invalid(f"Missing required parameter: 'messages[{i}].role'.",
-                               f"messages[{i}].role", "missing_required_parameter")
-            raise _invalid(f"Invalid value: {str(role)[:40]!r}. Supported values are: "
-                           "'system', 'assistant', 'user', 'function', 'tool', and "
-                           "'developer'.", f"messages[{i}].role", "invalid_value")
+                raise _invalid(
+                    f"Missing required parameter: 'messages[{i}].role'.",
+                    f"messages[{i}].role",
+                    "missing_required_parameter",
+                )
+            raise _invalid(
+                f"Invalid value: {str(role)[:40]!r}. Supported values are: "
+                "'system', 'assistant', 'user', 'function', 'tool', and "
+                "'developer'.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise _bad_type(f"messages[{i}].content", "string or array", content)
@@ -454,8 +517,11 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         if not isinstance(options, dict):
             raise _bad_type("stream_options", "object", options)
         if not chat.stream:
-            raise _invalid("The 'stream_options' parameter is only allowed when 'stream' is "
-                           "enabled.", "stream_options", "invalid_value")
+            raise _invalid(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                "stream_options",
+                "invalid_value",
+            )
         chat.include_usage = options.get("include_usage") is True
 
     chat.n = _int_param(body, "n", 1, _MAX_N) or 1
@@ -471,9 +537,13 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         chat.stop = [stop]
     elif isinstance(stop, list):
         if len(stop) > _MAX_STOP:
-            raise _invalid(f"Invalid 'stop': array too long. Expected an array with maximum "
-                           f"length {_MAX_STOP}, but got an array with length {len(stop)} "
-                           "instead.", "stop", "array_above_max_length")
+            raise _invalid(
+                f"Invalid 'stop': array too long. Expected an array with maximum "
+                f"length {_MAX_STOP}, but got an array with length {len(stop)} "
+                "instead.",
+                "stop",
+                "array_above_max_length",
+            )
         for item in stop:
             if not isinstance(item, str):
                 raise _bad_type("stop", "string or array of strings", item)
@@ -510,23 +580,25 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     if knobs.latency > 0:
         await state.pause(knobs.latency)
-    body = orjson.dumps({
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": chat.model,
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": c.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": c.finish_reason,
-            }
-            for i, c in enumerate(completions)
-        ],
-        "usage": usage,
-        "system_fingerprint": _FP,
-    })
+    body = orjson.dumps(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": chat.model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": c.finish_reason,
+                }
+                for i, c in enumerate(completions)
+            ],
+            "usage": usage,
+            "system_fingerprint": _FP,
+        }
+    )
     return web.Response(body=body, headers=_JSON_HEADERS)
 
 
@@ -539,8 +611,15 @@ def _stream_frames(
     created: int,
 ) -> tuple[bytes, list[bytes], bytes]:
     """(role chunks, content chunks grouped by position, tail through [DONE])."""
-    head = (b'data: {"id":"' + cid.encode() + _CHUNK_OBJECT + str(created).encode()
-            + b',"model":' + orjson.dumps(chat.model) + _CHUNK_CHOICES)  # fmt: skip
+    head = (
+        b'data: {"id":"'
+        + cid.encode()
+        + _CHUNK_OBJECT
+        + str(created).encode()
+        + b',"model":'
+        + orjson.dumps(chat.model)
+        + _CHUNK_CHOICES
+    )
     end = _END_NULL_USAGE if chat.include_usage else _END_NO_USAGE
     indexes = [b'{"index":' + str(i).encode() for i in range(chat.n)]
 
@@ -560,8 +639,7 @@ def _stream_frames(
             parts: list[bytes] = []
             for i, chunks in enumerate(chunked):
                 if p < len(chunks):
-                    parts += (head, indexes[i], _CONTENT_DELTA, dumps(chunks[p]), _CONTENT_END,
-                              end)  # fmt: skip
+                    parts += (head, indexes[i], _CONTENT_DELTA, dumps(chunks[p]), _CONTENT_END, end)
             content.append(b"".join(parts))
 
     tail_parts: list[bytes] = []
@@ -643,8 +721,11 @@ async def embeddings(request: web.Request) -> web.Response:
         dims = state.config.embedding_dimensions
     encoding = body.get("encoding_format")
     if encoding not in (None, "float", "base64"):
-        raise _invalid(f"Invalid value: {str(encoding)[:40]!r}. Supported values are: 'float' "
-                       "and 'base64'.", "encoding_format", "invalid_value")  # fmt: skip
+        raise _invalid(
+            f"Invalid value: {str(encoding)[:40]!r}. Supported values are: 'float' and 'base64'.",
+            "encoding_format",
+            "invalid_value",
+        )
     await state.fault(knobs)
 
     data = []
@@ -657,16 +738,23 @@ async def embeddings(request: web.Request) -> web.Response:
         data.append({"object": "embedding", "index": index, "embedding": vector})
     if knobs.latency > 0:
         await state.pause(knobs.latency)
-    out = orjson.dumps({"object": "list", "data": data, "model": model,
-                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+    out = orjson.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
     return web.Response(body=out, headers=_JSON_HEADERS)
 
 
 def _embedding_inputs(value: Any) -> list[tuple[bytes, int]]:
     """(hash key, tokens) of every input of an embeddings request."""
     if value is None:
-        raise _invalid("Missing required parameter: 'input'.", "input",
-                       "missing_required_parameter")  # fmt: skip
+        raise _invalid(
+            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
+        )
     if isinstance(value, str):
         value = [value]
     elif not isinstance(value, list):
@@ -674,22 +762,31 @@ def _embedding_inputs(value: Any) -> list[tuple[bytes, int]]:
     elif value and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
         value = [value]  # one input given as token ids
     if not value:
-        raise _invalid("'$.input' is invalid. Please check the API reference.", "input",
-                       "empty_array")  # fmt: skip
+        raise _invalid(
+            "'$.input' is invalid. Please check the API reference.", "input", "empty_array"
+        )
     if len(value) > _MAX_EMBEDDING_INPUTS:
-        raise _invalid(f"Invalid 'input': array too long. Expected an array with maximum length "
-                       f"{_MAX_EMBEDDING_INPUTS}, but got an array with length {len(value)} "
-                       "instead.", "input", "array_above_max_length")
+        raise _invalid(
+            f"Invalid 'input': array too long. Expected an array with maximum length "
+            f"{_MAX_EMBEDDING_INPUTS}, but got an array with length {len(value)} "
+            "instead.",
+            "input",
+            "array_above_max_length",
+        )
     items = []
     for item in value:
         if isinstance(item, str) and item:
             items.append((item.encode(), replies.count_tokens(item)))
-        elif (isinstance(item, list) and item
-              and all(isinstance(t, int) and not isinstance(t, bool) for t in item)):
+        elif (
+            isinstance(item, list)
+            and item
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+        ):
             items.append((orjson.dumps(item), len(item)))
         else:
-            raise _invalid("'$.input' is invalid. Please check the API reference.", "input",
-                           "invalid_value")  # fmt: skip
+            raise _invalid(
+                "'$.input' is invalid. Please check the API reference.", "input", "invalid_value"
+            )
     return items
 
 
@@ -712,8 +809,12 @@ async def retrieve_model(request: web.Request) -> web.Response:
     model = request.match_info["model"]
     body = state.model_bodies.get(model)
     if body is None:
-        raise SimError(404, f"The model '{model[:200]}' does not exist or you do not have "
-                       "access to it.", param="model", code="model_not_found")  # fmt: skip
+        raise SimError(
+            404,
+            f"The model '{model[:200]}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
     return web.Response(body=body, headers=_JSON_HEADERS)
 
 
@@ -748,7 +849,7 @@ async def _boundary(
         else:
             message = exc.text or exc.reason
             if message.startswith(f"{exc.status}: "):
-                message = message[len(f"{exc.status}: "):]
+                message = message[len(f"{exc.status}: ") :]
         return error_response(exc.status, message, headers=headers)
     except Exception:
         log.exception("simulator: unexpected error on %s %s", request.method, request.path)
@@ -797,7 +898,9 @@ async def serve(
     return runner, bound
 
 
-def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: SimConfig | None = None) -> None:
+def run(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: SimConfig | None = None
+) -> None:
     """Serves until SIGTERM or SIGINT, then stops cleanly. Uses uvloop when installed."""
     try:
         import uvloop

@@ -132,9 +132,12 @@ async def test_max_tokens_gives_finish_reason_length(client):
         assert full.startswith(r.choices[0].message.content)
 
     stream = await client.chat.completions.create(
-        model="m", messages=MESSAGES, max_tokens=4, stream=True,
+        model="m",
+        messages=MESSAGES,
+        max_tokens=4,
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     chunks = [chunk async for chunk in stream]
     assert chunks[-2].choices[0].finish_reason == "length"
     assert 0 < chunks[-1].usage.completion_tokens <= 4
@@ -246,10 +249,15 @@ async def test_timing_headers(client):
 
     t0 = time.perf_counter()
     stream = await client.chat.completions.create(
-        model="m", messages=MESSAGES, stream=True,
-        extra_headers={"x-sim-ttft-ms": "60", "x-sim-chunk-interval-ms": "10",
-                       "x-sim-reply-words": "5"},
-    )  # fmt: skip
+        model="m",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={
+            "x-sim-ttft-ms": "60",
+            "x-sim-chunk-interval-ms": "10",
+            "x-sim-reply-words": "5",
+        },
+    )
     arrivals = []
     async for _ in stream:
         arrivals.append(time.perf_counter() - t0)
@@ -282,8 +290,9 @@ async def test_error_rate_is_deterministic(start_sim):
         result = []
         async with aiohttp.ClientSession() as http:
             for _ in range(20):
-                async with http.post(f"{base}/v1/chat/completions",
-                                     json={"model": "m", "messages": MESSAGES}) as resp:
+                async with http.post(
+                    f"{base}/v1/chat/completions", json={"model": "m", "messages": MESSAGES}
+                ) as resp:
                     result.append(resp.status)
         return result
 
@@ -300,36 +309,49 @@ async def test_error_rate_is_deterministic(start_sim):
 
 
 async def test_raw_unary_wire(base, http):
-    async with http.post(f"{base}/v1/chat/completions",
-                         json={"model": "m", "messages": MESSAGES}) as resp:
+    async with http.post(
+        f"{base}/v1/chat/completions", json={"model": "m", "messages": MESSAGES}
+    ) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/json")
         body = orjson.loads(await resp.read())
-    assert list(body) == ["id", "object", "created", "model", "choices", "usage",
-                          "system_fingerprint"]  # fmt: skip
+    assert list(body) == [
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "usage",
+        "system_fingerprint",
+    ]
     assert type(body["created"]) is int
     assert body["choices"][0] == {
         "index": 0,
-        "message": {"role": "assistant", "content": replies.reply_text(MESSAGES),
-                    "refusal": None},
+        "message": {"role": "assistant", "content": replies.reply_text(MESSAGES), "refusal": None},
         "logprobs": None,
         "finish_reason": "stop",
-    }  # fmt: skip
+    }
     prompt, completion = expected_usage(MESSAGES)
     assert body["usage"] == {
-        "prompt_tokens": prompt, "completion_tokens": completion,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("interval", ["0", "1"])
 async def test_raw_stream_wire(base, http, interval):
-    payload = {"model": "m", "messages": MESSAGES, "stream": True,
-               "stream_options": {"include_usage": True}}  # fmt: skip
-    async with http.post(f"{base}/v1/chat/completions", json=payload,
-                         headers={"x-sim-chunk-interval-ms": interval}) as resp:
+    payload = {
+        "model": "m",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with http.post(
+        f"{base}/v1/chat/completions", json=payload, headers={"x-sim-chunk-interval-ms": interval}
+    ) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         raw = await resp.read()
@@ -339,19 +361,33 @@ async def test_raw_stream_wire(base, http, interval):
     chunks = []
     for event in events[:-2]:
         assert event.startswith(b"data: {") and b"\n" not in event
-        chunks.append(orjson.loads(event[len(b"data: "):]))
+        chunks.append(orjson.loads(event[len(b"data: ") :]))
     role, *content, finish, usage = chunks
     for chunk in chunks:
-        assert list(chunk) == ["id", "object", "created", "model", "system_fingerprint",
-                               "choices", "usage"]  # fmt: skip
+        assert list(chunk) == [
+            "id",
+            "object",
+            "created",
+            "model",
+            "system_fingerprint",
+            "choices",
+            "usage",
+        ]
         assert type(chunk["created"]) is int and chunk["object"] == "chat.completion.chunk"
-    assert role["choices"] == [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None, "finish_reason": None}]  # fmt: skip
+    assert role["choices"] == [
+        {
+            "index": 0,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+    ]
     assert all(c["usage"] is None for c in chunks[:-1])
     assert all(c["choices"][0]["index"] == 0 for c in content)
     assert all(list(c["choices"][0]["delta"]) == ["content"] for c in content)
-    assert finish["choices"] == [{"index": 0, "delta": {}, "logprobs": None,
-                                  "finish_reason": "stop"}]  # fmt: skip
+    assert finish["choices"] == [
+        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    ]
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] > 0
 
 
@@ -366,8 +402,9 @@ async def test_raw_stream_without_usage_has_no_usage_key(base, http):
 
 async def test_raw_dropped_stream_has_no_done(base, http):
     payload = {"model": "m", "messages": MESSAGES, "stream": True}
-    async with http.post(f"{base}/v1/chat/completions", json=payload,
-                         headers={"x-sim-drop-after-chunks": "1"}) as resp:
+    async with http.post(
+        f"{base}/v1/chat/completions", json=payload, headers={"x-sim-drop-after-chunks": "1"}
+    ) as resp:
         assert resp.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
@@ -383,16 +420,22 @@ async def test_raw_dropped_stream_has_no_done(base, http):
         (b'{"model": "m", "messages": []}', "messages"),
         (b'{"model": "m", "messages": ["hi"]}', "messages[0]"),
         (b'{"model": "m", "messages": [{"role": "robot", "content": "x"}]}', "messages[0].role"),
-        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
-         "max_tokens"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+            "max_tokens",
+        ),
         (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": "2"}', "n"),
-        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], '
-         b'"stream_options": {"include_usage": true}}', "stream_options"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], '
+            b'"stream_options": {"include_usage": true}}',
+            "stream_options",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_validation_errors_are_openai_shaped(base, http, body, param):
-    async with http.post(f"{base}/v1/chat/completions", data=body,
-                         headers={"Content-Type": "application/json"}) as resp:
+    async with http.post(
+        f"{base}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 400
         error = orjson.loads(await resp.read())["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -401,8 +444,11 @@ async def test_validation_errors_are_openai_shaped(base, http, body, param):
 
 
 async def test_bad_sim_header_is_a_400(base, http):
-    async with http.post(f"{base}/v1/chat/completions", json={"model": "m", "messages": MESSAGES},
-                         headers={"x-sim-latency-ms": "soon"}) as resp:
+    async with http.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "m", "messages": MESSAGES},
+        headers={"x-sim-latency-ms": "soon"},
+    ) as resp:
         assert resp.status == 400
         assert orjson.loads(await resp.read())["error"]["param"] == "x-sim-latency-ms"
 
@@ -428,8 +474,9 @@ async def test_unexpected_errors_are_a_500_without_trace(base, http, monkeypatch
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(sim_server.replies, "prompt_tokens", boom)
-    async with http.post(f"{base}/v1/chat/completions",
-                         json={"model": "m", "messages": MESSAGES}) as resp:
+    async with http.post(
+        f"{base}/v1/chat/completions", json={"model": "m", "messages": MESSAGES}
+    ) as resp:
         assert resp.status == 500
         raw = await resp.read()
     error = orjson.loads(raw)["error"]
@@ -443,10 +490,13 @@ async def test_unexpected_errors_are_a_500_without_trace(base, http, monkeypatch
 async def test_cleanup_ends_delayed_requests_at_once():
     runner, port = await serve("127.0.0.1", 0, SimConfig())
     async with aiohttp.ClientSession() as http:
-        slow = asyncio.create_task(http.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={"model": "m", "messages": MESSAGES}, headers={"x-sim-latency-ms": "30000"},
-        ))  # fmt: skip
+        slow = asyncio.create_task(
+            http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "m", "messages": MESSAGES},
+                headers={"x-sim-latency-ms": "30000"},
+            )
+        )
         await asyncio.sleep(0.1)
         t0 = time.perf_counter()
         await runner.cleanup()
@@ -459,10 +509,12 @@ async def test_cleanup_ends_delayed_requests_at_once():
 async def test_run_stops_cleanly_on_sigterm():
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         f"from lockgate.sim.server import run; run('127.0.0.1', {port})",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(100):

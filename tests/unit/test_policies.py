@@ -294,6 +294,14 @@ def test_conflicting_data_names_both_files(tmp_path: Path):
         PolicyEngine(tmp_path)
 
 
+def test_data_may_not_replace_a_rule(tmp_path: Path):
+    # rego-cpp would silently let data.p.decision win over the rule.
+    write(tmp_path, "p/p.rego", "package p\n\ndecision := false\n")
+    write(tmp_path, "p/data.json", '{"decision": true}')
+    with pytest.raises(PolicyError, match=r"p/data.json: data.p.decision would replace the rule"):
+        PolicyEngine(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [("[1]", "must hold a JSON object"), ("{nope", "data.json:1:2: invalid JSON")],

@@ -124,14 +124,25 @@ def test_prompt_tokens_follow_openai_accounting():
     assert replies.prompt_tokens(one) == 1 + 3 + 3
     named = [{"role": "user", "content": "hello", "name": "bob"}]
     assert replies.prompt_tokens(named) == 1 + 3 + 1 + 1 + 3
-    parts = [{"role": "user", "content": [
-        {"type": "text", "text": "hello world"},
-        {"type": "image_url", "image_url": {"url": "data:,"}},
-    ]}]  # fmt: skip
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hello world"},
+                {"type": "image_url", "image_url": {"url": "data:,"}},
+            ],
+        }
+    ]
     assert replies.prompt_tokens(parts) == 2 + replies.NON_TEXT_PART_TOKENS + 3 + 3
-    tool_call = [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
-    ]}]  # fmt: skip
+    tool_call = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            ],
+        }
+    ]
     assert replies.prompt_tokens(tool_call) == 1 + 2 + 3 + 3
 
 
@@ -156,7 +167,11 @@ def test_config_defaults_and_loading(tmp_path):
     yml.write_text("latency_ms: 5\nreply_words: 3\nerror_rate: 0.25\nmodels: [a]\n")
     loaded = SimConfig.from_file(yml)
     assert (loaded.latency_ms, loaded.reply_words, loaded.error_rate, loaded.models) == (
-        5, 3, 0.25, ["a"])  # fmt: skip
+        5,
+        3,
+        0.25,
+        ["a"],
+    )
     js = tmp_path / "sim.json"
     js.write_text('{"ttft_ms": 7, "drop_stream_after_chunks": 2}')
     assert SimConfig.from_file(js).drop_stream_after_chunks == 2
@@ -167,9 +182,15 @@ def test_config_defaults_and_loading(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"latency": 5}, {"error_rate": 1.5}, {"error_status": 200}, {"chunk_count": 0},
-     {"latency_ms": -1}, {"models": [" x"]}],
-)  # fmt: skip
+    [
+        {"latency": 5},
+        {"error_rate": 1.5},
+        {"error_status": 200},
+        {"chunk_count": 0},
+        {"latency_ms": -1},
+        {"models": [" x"]},
+    ],
+)
 def test_config_rejects_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         SimConfig.from_dict(bad)

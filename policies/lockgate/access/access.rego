@@ -81,7 +81,7 @@ _admin if {
 	data.lockgate.access.admin_roles[role]
 }
 
-_admin_role_names := concat(", ", sort(object.keys(data.lockgate.access.admin_roles)))
+_admin_role_names := concat(", ", sort([role | data.lockgate.access.admin_roles[role]]))
 
 # A model-scoped key asks for a model outside its scope ("" = no model asked for).
 _model_out_of_scope if {
