@@ -31,8 +31,10 @@ rego-cpp 1.5.2 quirks this module works around (see also policies/README.md):
   compares strings by their JSON spelling, so `\\u00e9` would not equal `é`);
 * integers outside int64 wrap silently in the `Input` API: also sent as JSON;
 * some errors come back as a successful output whose text is an S-expression
-  `(error …)`, others as a failed output whose message is only in the node
-  tree, and compile errors are printed to stdout unless logging is off;
+  `(error …)` (even inside an otherwise JSON value), others as a failed output
+  whose message is only in the node tree, and compile errors are printed to
+  stdout unless logging is off: all become PolicyError here;
+* data silently replaces a rule of the same path: refused at load;
 * `with input as {…}` in a test crashes the process (SIGSEGV) when the rule
   under test uses another rule or function: `run_policy_tests` runs tests in a
   child process, and tests should override fields (`with input.request as …`).
@@ -76,7 +78,6 @@ _PACKAGE = re.compile(r"^package[ \t]+([A-Za-z_][\w.]*)", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)\b(?![ \t]*\()", re.MULTILINE)
 _METADATA = re.compile(r"^# METADATA[ \t]*\n((?:#[^\n]*\n)*)([^\n]*)", re.MULTILINE)
 _ENTRYPOINT_TRUE = re.compile(r"^#\s*entrypoint:\s*true\s*$", re.MULTILINE)
-_RULE_HEAD = re.compile(r"^(?:default[ \t]+)?([A-Za-z_]\w*)")
 _RULE_HEADS = re.compile(r"^(?:default[ \t]+)?([A-Za-z_]\w*)", re.MULTILINE)
 _KEYWORDS = frozenset(
     "package import default else not some every with if contains in as true false null".split()
@@ -273,11 +274,15 @@ class PolicyEngine:
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError:
+            if "(error" in text:  # an error S-expression inside the value
+                raise PolicyError(f"{what}: {self._describe(text)}") from None
             raise PolicyError(f"{what}: unreadable result {text[:200]!r}") from None
         if isinstance(parsed, list):  # several results: only a query can produce them
             if len(parsed) != 1:
                 raise PolicyError(f"{what}: {len(parsed)} results, expected one")
             parsed = parsed[0]
+        if not isinstance(parsed, dict):
+            raise PolicyError(f"{what}: unexpected result {text[:200]!r}")
         expressions = parsed.get("expressions") or [None]
         return expressions[0]
 
@@ -514,7 +519,7 @@ def _declared_entrypoints(source: str) -> list[str]:
         head = block.group(2)
         if head.startswith("package"):
             found.append(base)
-        elif rule := _RULE_HEAD.match(head):
+        elif rule := _RULE_HEADS.match(head):
             found.append(f"{base}/{rule.group(1)}")
     return found
 
@@ -570,13 +575,13 @@ def _run_tests(root: Path, files: list[Path]) -> list[TestResult]:
                 (f"{package.group(1)}.{rule}", f"{package.group(1).replace('.', '/')}/{rule}", name)
             )
     tests = list({test[0]: test for test in tests}.values())  # a package may span files
-    if not tests:
-        return []
     try:
         engine = PolicyEngine(root, include_tests=files)
         entrypoints = [entrypoint for _, entrypoint, _ in tests if entrypoint]
         bundles = engine._build(entrypoints) if entrypoints else {}
     except PolicyError as exc:
+        if not tests:  # still a failure: the policies do not load
+            return [TestResult("(load)", False, str(exc))]
         return [TestResult(name, False, str(exc), file) for name, _, file in tests]
     results = []
     for name, entrypoint, file in tests:

@@ -104,6 +104,13 @@ def test_runner_fails_every_test_when_the_policy_does_not_load(tmp_path: Path):
     assert all("p.rego:3:6" in r.message for r in results), results[0].message
 
 
+def test_runner_fails_when_the_policy_does_not_load_even_without_tests(tmp_path: Path):
+    write(tmp_path, "p.rego", "package p\n\nx if {\n")
+    [result] = run_policy_tests(tmp_path, isolate=False)
+    assert not result.passed
+    assert "p.rego:3:6: this is unclosed" in result.message
+
+
 def test_runner_survives_a_rego_cpp_crash(tmp_path: Path):
     # rego-cpp 1.5.2 segfaults on `with input as {…}` over a rule that uses
     # another rule: the crash is reported against that file, the others run.
@@ -347,6 +354,8 @@ def test_compile_error_at_startup_names_the_entrypoint(tmp_path: Path):
             "complete rules must not produce multiple outputs",
         ),
         ("x := undefined_fn(1)\n", "Function not found: undefined_fn"),
+        # rego-cpp puts a failed built-in inside the value instead of leaving it undefined
+        ('x := {"m": concat("", [input.a])}\n', "Not a term"),
     ],
 )
 def test_evaluation_errors_raise(tmp_path: Path, rule, error):

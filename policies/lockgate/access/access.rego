@@ -65,6 +65,7 @@ decision := _deny(401, "missing_api_key", "You didn't provide an API key. Send i
 	_model_out_of_scope
 } else := {"allow": true, "status": 200, "code": "ok", "reason": "Allowed."} if {
 	startswith(input.request.method, "/")
+	is_string(input.request.model)
 }
 
 _deny(status, code, reason) := {"allow": false, "status": status, "code": code, "reason": reason}
@@ -85,6 +86,7 @@ _admin_role_names := concat(", ", sort([role | data.lockgate.access.admin_roles[
 
 # A model-scoped key asks for a model outside its scope ("" = no model asked for).
 _model_out_of_scope if {
+	is_string(input.request.model)
 	input.request.model != ""
 	count(object.get(input.principal, "models", [])) > 0
 	not input.request.model in input.principal.models

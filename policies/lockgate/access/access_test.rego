@@ -242,6 +242,25 @@ test_method_not_a_grpc_path_is_denied if {
 	d.status == 403
 }
 
+test_model_not_a_string_is_denied if {
+	every model in [null, 5, ["demo"], {"name": "demo"}] {
+		d := _decide(_developer, object.union(_chat, {"model": model}), _present)
+		d.allow == false
+		d.code == "access_denied"
+	}
+	every model in [null, 5] {
+		d := _decide(_with_models(["demo"]), object.union(_chat, {"model": model}), _present)
+		d.allow == false
+		d.code == "access_denied"
+	}
+}
+
+test_model_absent_is_denied if {
+	d := _decide(_developer, object.remove(_chat, ["model"]), _present)
+	d.allow == false
+	d.status == 403
+}
+
 test_no_input_is_denied if {
 	d := access.decision
 	d.allow == false
