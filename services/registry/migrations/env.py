@@ -1,0 +1,3 @@
+from lockgate.db import run_alembic_env
+
+run_alembic_env()
