@@ -8,13 +8,13 @@ from pathlib import Path
 
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
-from lockgate.policy import PolicyEngine
 from pydantic_settings import SettingsConfigDict
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from lockgate.db import make_engine, migrate, session_factory
 from lockgate.grpc_server import GrpcService
+from lockgate.policy import PolicyEngine
 from lockgate.settings import ServiceSettings
 from services.auth.check import Checker
 from services.auth.principals import PrincipalCache
