@@ -11,6 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.ledger.models import UsageEntry
 
 
+_TABLE = UsageEntry.__table__
+
+
 class UsageStore:
     def __init__(self, session: AsyncSession):
         self.session = session
@@ -21,13 +24,14 @@ class UsageStore:
             return 0
         dialect = self.session.bind.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # One cached statement, executed for many parameter sets: SQLAlchemy
+        # batches them into multi-row INSERTs ("insertmanyvalues").
         stmt = (
-            insert(UsageEntry)
-            .values(list(rows))
+            insert(_TABLE)
             .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(UsageEntry.__table__.c.id)
+            .returning(_TABLE.c.id)
         )
-        result = await self.session.execute(stmt)
+        result = await self.session.execute(stmt, list(rows))
         return len(result.all())
 
     async def list_recent(

@@ -37,7 +37,7 @@ class UsageRecorder:
         *,
         max_queue: int = 100_000,
         batch_size: int = 500,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.1,
     ):
         self.channel = grpc.aio.insecure_channel(ledger_address)
         self.stub = ledger_grpc.LedgerServiceStub(self.channel)
