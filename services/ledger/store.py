@@ -10,7 +10,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.ledger.models import UsageEntry
 
-
 _TABLE = UsageEntry.__table__
 
 
