@@ -15,7 +15,7 @@ up: $(STAMP)
 test: $(STAMP) $(BUF)
 	$(BIN)/python scripts/genproto.py --check
 	$(BUF) lint
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/pytest -q -p no:cacheprovider
 
 $(STAMP): requirements.lock pyproject.toml
@@ -41,7 +41,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 
 ## bench: governed path vs the simulator called directly; writes bench/results/latest.json
 bench: $(STAMP)
