@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lockgate.common.v1 import common_pb2
 from lockgate.errors import LockgateError, ModelNotFound, RateLimited, UpstreamError
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from services.router.config import DeploymentConfig, GatewayConfig
+from services.router.convert import token_usage
 from services.router.metering import UsageRecorder
 from services.router.openai_api import TokenCounts, usage_of
 from services.router.providers import Provider
@@ -150,7 +150,6 @@ class Router:
     def meter(self, call: Call) -> None:
         """Hand the call to the ledger (never blocks; see metering.py)."""
         now = time.perf_counter()
-        usage = call.usage or TokenCounts()
         created = Timestamp()
         created.GetCurrentTime()
         self.recorder.record(
@@ -162,12 +161,7 @@ class Router:
                 deployment=call.deployment,
                 provider=call.provider,
                 provider_model=call.provider_model,
-                usage=common_pb2.TokenUsage(
-                    input_tokens=usage.input,
-                    output_tokens=usage.output,
-                    total_tokens=usage.input + usage.output,
-                    cached_input_tokens=usage.cached_input,
-                ),
+                usage=token_usage(call.usage),
                 latency_ms=int((now - call.started) * 1000),
                 ttft_ms=int((call.first_token_at - call.started) * 1000)
                 if call.first_token_at
