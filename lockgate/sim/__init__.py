@@ -2,11 +2,11 @@
 deterministic replies and fault injection (see :mod:`lockgate.sim.server`)."""
 
 from lockgate.sim.config import SimConfig
+from lockgate.sim.knobs import SIM_HEADERS
 from lockgate.sim.replies import count_tokens, prompt_tokens, reply_text
 from lockgate.sim.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
-    SIM_HEADERS,
     create_app,
     run,
     serve,

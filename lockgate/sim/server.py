@@ -57,13 +57,8 @@ An invalid header value is answered with a 400 naming the header in ``param``.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import itertools
 import logging
-import random
-import secrets
 import signal
-import string
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,7 +67,19 @@ import orjson
 from aiohttp import web
 
 from lockgate.sim import replies
-from lockgate.sim.config import MAX_EMBEDDING_DIMENSIONS, MAX_REPLY_WORDS, SimConfig
+from lockgate.sim.config import SimConfig
+from lockgate.sim.embeddings import embeddings
+from lockgate.sim.errors import (
+    JSON_HEADERS,
+    SimError,
+    bad_type,
+    error_response,
+    int_param,
+    invalid,
+    read_json,
+)
+from lockgate.sim.knobs import Knobs
+from lockgate.sim.state import STATE, ShuttingDown, State
 
 log = logging.getLogger(__name__)
 
@@ -82,30 +89,10 @@ SYSTEM_FINGERPRINT = "fp_lockgate_sim"
 #: Seconds in-flight requests get to finish when the server stops.
 SHUTDOWN_TIMEOUT = 1.0
 
-H_STATUS = "x-sim-status"
-H_LATENCY = "x-sim-latency-ms"
-H_TTFT = "x-sim-ttft-ms"
-H_CHUNK_INTERVAL = "x-sim-chunk-interval-ms"
-H_CHUNK_COUNT = "x-sim-chunk-count"
-H_DROP_AFTER = "x-sim-drop-after-chunks"
-H_REPLY_WORDS = "x-sim-reply-words"
-#: Every fault-injection header the simulator understands.
-SIM_HEADERS = (
-    H_STATUS,
-    H_LATENCY,
-    H_TTFT,
-    H_CHUNK_INTERVAL,
-    H_CHUNK_COUNT,
-    H_DROP_AFTER,
-    H_REPLY_WORDS,
-)
 
 _MAX_N = 128
 _MAX_STOP = 4
-_MAX_EMBEDDING_INPUTS = 2048
-_MAX_DELAY_MS = 600_000.0
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_MODELS_CREATED = 1_700_000_000
 
 # -- fixed parts of the responses, encoded once ---------------------------------
 _FP = orjson.Fragment(orjson.dumps(SYSTEM_FINGERPRINT))
@@ -126,332 +113,6 @@ _SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-_JSON_HEADERS = {"Content-Type": "application/json"}
-
-_STATE: web.AppKey[_State] = web.AppKey("lockgate_sim_state")
-
-
-# -- errors ---------------------------------------------------------------------
-
-
-class SimError(Exception):
-    """An OpenAI-shaped error answer."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str | None = None,  # noqa: A002 - OpenAI's field name
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type or _error_type(status)
-        self.param = param
-        self.code = code
-        self.headers = headers
-
-    def response(self) -> web.Response:
-        return error_response(
-            self.status,
-            self.message,
-            type=self.type,
-            param=self.param,
-            code=self.code,
-            headers=self.headers,
-        )
-
-
-def _error_type(status: int) -> str:
-    if status == 429:
-        return "requests"
-    if status >= 500:
-        return "server_error"
-    if status == 403:
-        return "permission_error"
-    return "invalid_request_error"
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    type: str | None = None,  # noqa: A002 - OpenAI's field name
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """An OpenAI-shaped error response."""
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": type or _error_type(status),
-                "param": param,
-                "code": code,
-            }
-        }
-    )
-    hdrs = dict(_JSON_HEADERS)
-    if headers:
-        hdrs.update(headers)
-    return web.Response(status=status, body=body, headers=hdrs)
-
-
-_INJECTED_MESSAGES = {
-    400: "Simulated bad request.",
-    401: "Simulated authentication failure.",
-    403: "Simulated permission failure.",
-    404: "Simulated not found.",
-    408: "Simulated request timeout.",
-    409: "Simulated conflict.",
-    413: "Simulated payload too large.",
-    422: "Simulated unprocessable request.",
-    429: "Rate limit reached for requests (simulated).",
-    500: "The server had an error while processing your request (simulated).",
-    502: "Bad gateway (simulated).",
-    503: "The server is overloaded or not ready yet (simulated).",
-    504: "Gateway timeout (simulated).",
-}
-_INJECTED_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
-
-
-def _injected(status: int) -> SimError:
-    message = _INJECTED_MESSAGES.get(status, f"Simulated error (HTTP {status}).")
-    headers = {"retry-after": "1"} if status == 429 else None
-    return SimError(status, message, code=_INJECTED_CODES.get(status), headers=headers)
-
-
-def _invalid(message: str, param: str | None = None, code: str | None = None) -> SimError:
-    return SimError(400, message, param=param, code=code)
-
-
-_JSON_HINT = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you "
-    "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
-    "but what was sent was not valid JSON.)"
-)
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _bad_type(param: str, expected: str, value: Any) -> SimError:
-    article = "an" if expected[0] in "aeiou" else "a"
-    return _invalid(
-        f"Invalid type for '{param}': expected {article} {expected}, but got "
-        f"{_type_name(value)} instead.",
-        param,
-        "invalid_type",
-    )
-
-
-def _int_param(body: dict, name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _bad_type(name, "integer", value)
-    if value < low:
-        raise _invalid(
-            f"Invalid '{name}': integer below minimum value. Expected a value "
-            f">= {low}, but got {value} instead.",
-            name,
-            "integer_below_min_value",
-        )
-    if value > high:
-        raise _invalid(
-            f"Invalid '{name}': integer above maximum value. Expected a value "
-            f"<= {high}, but got {value} instead.",
-            name,
-            "integer_above_max_value",
-        )
-    return value
-
-
-# -- per-request knobs ------------------------------------------------------------
-
-
-class _Knobs:
-    """The config values of one request, after the x-sim-* header overrides."""
-
-    __slots__ = ("status", "latency", "ttft", "interval", "chunk_count", "drop_after", "words")
-
-    def __init__(self, config: SimConfig, headers: Any):
-        self.status: int | None = None
-        self.latency = config.latency_ms / 1000.0
-        self.ttft = config.ttft_ms / 1000.0
-        self.interval = config.chunk_interval_ms / 1000.0
-        self.chunk_count = config.chunk_count
-        self.drop_after = config.drop_stream_after_chunks
-        self.words = config.reply_words
-        get = headers.get
-        if (v := get(H_STATUS)) is not None:
-            status = _header_int(H_STATUS, v, 200, 599)
-            if 200 < status < 400:
-                raise _invalid(
-                    f"Invalid '{H_STATUS}': expected 200 or an error status 400..599.",
-                    H_STATUS,
-                    "invalid_value",
-                )
-            self.status = status
-        if (v := get(H_LATENCY)) is not None:
-            self.latency = _header_ms(H_LATENCY, v)
-        if (v := get(H_TTFT)) is not None:
-            self.ttft = _header_ms(H_TTFT, v)
-        if (v := get(H_CHUNK_INTERVAL)) is not None:
-            self.interval = _header_ms(H_CHUNK_INTERVAL, v)
-        if (v := get(H_CHUNK_COUNT)) is not None:
-            self.chunk_count = _header_int(H_CHUNK_COUNT, v, 1, 1_000_000)
-        if (v := get(H_DROP_AFTER)) is not None:
-            self.drop_after = _header_int(H_DROP_AFTER, v, 0, 1_000_000_000)
-        if (v := get(H_REPLY_WORDS)) is not None:
-            self.words = _header_int(H_REPLY_WORDS, v, 0, MAX_REPLY_WORDS)
-
-
-def _header_int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = None
-    if number is None or not low <= number <= high:
-        raise _invalid(
-            f"Invalid '{name}' header: expected an integer in {low}..{high}.", name, "invalid_value"
-        )
-    return number
-
-
-def _header_ms(name: str, value: str) -> float:
-    try:
-        ms = float(value.strip())
-    except ValueError:
-        ms = -1.0
-    if not 0.0 <= ms <= _MAX_DELAY_MS:  # also rejects nan
-        raise _invalid(
-            f"Invalid '{name}' header: expected milliseconds in 0..{_MAX_DELAY_MS:.0f}.",
-            name,
-            "invalid_value",
-        )
-    return ms / 1000.0
-
-
-# -- state ----------------------------------------------------------------------
-
-
-class _ShuttingDown(Exception):
-    """A delayed request interrupted because the server stops."""
-
-
-class _State:
-    __slots__ = (
-        "config",
-        "auth",
-        "rng",
-        "id_prefix",
-        "ids",
-        "models_body",
-        "model_bodies",
-        "sleepers",
-        "stopping",
-    )
-
-    def __init__(self, config: SimConfig):
-        self.config = config
-        self.auth = f"Bearer {config.api_key}".encode() if config.api_key else None
-        self.rng = random.Random(config.seed)
-        alphabet = string.ascii_letters + string.digits
-        self.id_prefix = "".join(secrets.choice(alphabet) for _ in range(12))
-        self.ids = itertools.count(1)
-        models = [
-            {"id": m, "object": "model", "created": _MODELS_CREATED, "owned_by": "lockgate-sim"}
-            for m in dict.fromkeys(config.models)
-        ]
-        self.models_body = orjson.dumps({"object": "list", "data": models})
-        self.model_bodies = {m["id"]: orjson.dumps(m) for m in models}
-        #: Handlers inside pause(): on shutdown they are woken up at once.
-        self.sleepers: set[asyncio.Task[Any]] = set()
-        self.stopping = False
-
-    async def pause(self, seconds: float) -> None:
-        """Sleeps; raises _ShuttingDown when the server stops meanwhile."""
-        task = asyncio.current_task()
-        if self.stopping or task is None:
-            raise _ShuttingDown
-        self.sleepers.add(task)
-        try:
-            await asyncio.sleep(seconds)
-        except asyncio.CancelledError:
-            if not self.stopping:
-                raise
-            task.uncancel()
-            raise _ShuttingDown from None
-        finally:
-            self.sleepers.discard(task)
-
-    def wake_sleepers(self) -> None:
-        self.stopping = True
-        for task in list(self.sleepers):
-            task.cancel()
-
-    def next_id(self, prefix: str) -> str:
-        return f"{prefix}{self.id_prefix}{next(self.ids):010d}"
-
-    def prelude(self, request: web.Request) -> _Knobs:
-        """Checks the API key, then parses the x-sim-* headers."""
-        if self.auth is not None:
-            given = request.headers.get("Authorization")
-            if given is None:
-                raise SimError(
-                    401,
-                    "You didn't provide an API key. You need to provide your "
-                    "API key in an Authorization header using Bearer auth (i.e. "
-                    "Authorization: Bearer YOUR_KEY).",
-                    code="invalid_api_key",
-                )
-            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.auth):
-                raise SimError(401, "Incorrect API key provided.", code="invalid_api_key")
-        return _Knobs(self.config, request.headers)
-
-    async def fault(self, knobs: _Knobs) -> None:
-        """Raises the injected error of this request, if any (after the latency)."""
-        status = knobs.status
-        if status is None:
-            if self.config.error_rate <= 0.0 or self.rng.random() >= self.config.error_rate:
-                return
-            status = self.config.error_status
-        elif status == 200:
-            return
-        if knobs.latency > 0:
-            await self.pause(knobs.latency)
-        raise _injected(status)
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()  # bounded by client_max_size (413)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _invalid(_JSON_HINT) from None
-    if not isinstance(body, dict):
-        raise _invalid("Invalid request body: expected a JSON object.")
-    return body
 
 
 # -- chat completions -------------------------------------------------------------
@@ -465,20 +126,20 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
     chat = _Chat()
     model = body.get("model")
     if model is None:
-        raise _invalid("you must provide a model parameter", "model", "missing_required_parameter")
+        raise invalid("you must provide a model parameter", "model", "missing_required_parameter")
     if not isinstance(model, str):
-        raise _bad_type("model", "string", model)
+        raise bad_type("model", "string", model)
     chat.model = model
 
     messages = body.get("messages")
     if messages is None:
-        raise _invalid(
+        raise invalid(
             "Missing required parameter: 'messages'.", "messages", "missing_required_parameter"
         )
     if not isinstance(messages, list):
-        raise _bad_type("messages", "array", messages)
+        raise bad_type("messages", "array", messages)
     if not messages:
-        raise _invalid(
+        raise invalid(
             "Invalid 'messages': empty array. Expected an array with minimum length "
             "1, but got an empty array instead.",
             "messages",
@@ -486,16 +147,16 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         )
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _bad_type(f"messages[{i}]", "object", message)
+            raise bad_type(f"messages[{i}]", "object", message)
         role = message.get("role")
         if role not in _ROLES:
             if role is None:
-                raise _invalid(
+                raise invalid(
                     f"Missing required parameter: 'messages[{i}].role'.",
                     f"messages[{i}].role",
                     "missing_required_parameter",
                 )
-            raise _invalid(
+            raise invalid(
                 f"Invalid value: {str(role)[:40]!r}. Supported values are: "
                 "'system', 'assistant', 'user', 'function', 'tool', and "
                 "'developer'.",
@@ -504,30 +165,30 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
             )
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise _bad_type(f"messages[{i}].content", "string or array", content)
+            raise bad_type(f"messages[{i}].content", "string or array", content)
     chat.messages = messages
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _bad_type("stream", "boolean", stream)
+        raise bad_type("stream", "boolean", stream)
     chat.stream = bool(stream)
     options = body.get("stream_options")
     chat.include_usage = False
     if options is not None:
         if not isinstance(options, dict):
-            raise _bad_type("stream_options", "object", options)
+            raise bad_type("stream_options", "object", options)
         if not chat.stream:
-            raise _invalid(
+            raise invalid(
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 "stream_options",
                 "invalid_value",
             )
         chat.include_usage = options.get("include_usage") is True
 
-    chat.n = _int_param(body, "n", 1, _MAX_N) or 1
-    max_tokens = _int_param(body, "max_completion_tokens", 1, 2**31 - 1)
+    chat.n = int_param(body, "n", 1, _MAX_N) or 1
+    max_tokens = int_param(body, "max_completion_tokens", 1, 2**31 - 1)
     if max_tokens is None:
-        max_tokens = _int_param(body, "max_tokens", 1, 2**31 - 1)
+        max_tokens = int_param(body, "max_tokens", 1, 2**31 - 1)
     chat.max_tokens = max_tokens
 
     stop = body.get("stop")
@@ -537,7 +198,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         chat.stop = [stop]
     elif isinstance(stop, list):
         if len(stop) > _MAX_STOP:
-            raise _invalid(
+            raise invalid(
                 f"Invalid 'stop': array too long. Expected an array with maximum "
                 f"length {_MAX_STOP}, but got an array with length {len(stop)} "
                 "instead.",
@@ -546,17 +207,17 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
             )
         for item in stop:
             if not isinstance(item, str):
-                raise _bad_type("stop", "string or array of strings", item)
+                raise bad_type("stop", "string or array of strings", item)
         chat.stop = stop
     else:
-        raise _bad_type("stop", "string or array of strings", stop)
+        raise bad_type("stop", "string or array of strings", stop)
     return chat
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    state: _State = request.app[_STATE]
+    state: State = request.app[STATE]
     knobs = state.prelude(request)
-    chat = _parse_chat(await _read_json(request))
+    chat = _parse_chat(await read_json(request))
     await state.fault(knobs)
 
     key = replies.messages_key(chat.messages)
@@ -599,12 +260,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "system_fingerprint": _FP,
         }
     )
-    return web.Response(body=body, headers=_JSON_HEADERS)
+    return web.Response(body=body, headers=JSON_HEADERS)
 
 
 def _stream_frames(
     chat: _Chat,
-    knobs: _Knobs,
+    knobs: Knobs,
     completions: list[replies.Completion],
     usage: dict[str, Any],
     cid: str,
@@ -653,14 +314,14 @@ def _stream_frames(
 
 async def _stream(
     request: web.Request,
-    knobs: _Knobs,
+    knobs: Knobs,
     chat: _Chat,
     completions: list[replies.Completion],
     usage: dict[str, Any],
     cid: str,
     created: int,
 ) -> web.StreamResponse:
-    state: _State = request.app[_STATE]
+    state: State = request.app[STATE]
     role, content, tail = _stream_frames(chat, knobs, completions, usage, cid, created)
     drop = knobs.drop_after is not None
     if drop:
@@ -690,7 +351,7 @@ async def _stream(
             await resp.write(data)
     except ConnectionError:
         return resp  # the client went away: nothing left to do
-    except _ShuttingDown:
+    except ShuttingDown:
         drop = True
     except Exception:
         log.exception("simulator: stream failed")
@@ -702,107 +363,19 @@ async def _stream(
     return resp
 
 
-# -- embeddings ------------------------------------------------------------------
-
-
-async def embeddings(request: web.Request) -> web.Response:
-    state: _State = request.app[_STATE]
-    knobs = state.prelude(request)
-    body = await _read_json(request)
-
-    model = body.get("model")
-    if model is None:
-        raise _invalid("you must provide a model parameter", "model", "missing_required_parameter")
-    if not isinstance(model, str):
-        raise _bad_type("model", "string", model)
-    items = _embedding_inputs(body.get("input"))
-    dims = _int_param(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS)
-    if dims is None:
-        dims = state.config.embedding_dimensions
-    encoding = body.get("encoding_format")
-    if encoding not in (None, "float", "base64"):
-        raise _invalid(
-            f"Invalid value: {str(encoding)[:40]!r}. Supported values are: 'float' and 'base64'.",
-            "encoding_format",
-            "invalid_value",
-        )
-    await state.fault(knobs)
-
-    data = []
-    tokens = 0
-    for index, (key, count) in enumerate(items):
-        tokens += count
-        vector: Any = replies.embedding(key, dims)
-        if encoding == "base64":
-            vector = orjson.Fragment(b'"' + replies.embedding_base64(vector) + b'"')
-        data.append({"object": "embedding", "index": index, "embedding": vector})
-    if knobs.latency > 0:
-        await state.pause(knobs.latency)
-    out = orjson.dumps(
-        {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
-    return web.Response(body=out, headers=_JSON_HEADERS)
-
-
-def _embedding_inputs(value: Any) -> list[tuple[bytes, int]]:
-    """(hash key, tokens) of every input of an embeddings request."""
-    if value is None:
-        raise _invalid(
-            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
-        )
-    if isinstance(value, str):
-        value = [value]
-    elif not isinstance(value, list):
-        raise _bad_type("input", "string or array", value)
-    elif value and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
-        value = [value]  # one input given as token ids
-    if not value:
-        raise _invalid(
-            "'$.input' is invalid. Please check the API reference.", "input", "empty_array"
-        )
-    if len(value) > _MAX_EMBEDDING_INPUTS:
-        raise _invalid(
-            f"Invalid 'input': array too long. Expected an array with maximum length "
-            f"{_MAX_EMBEDDING_INPUTS}, but got an array with length {len(value)} "
-            "instead.",
-            "input",
-            "array_above_max_length",
-        )
-    items = []
-    for item in value:
-        if isinstance(item, str) and item:
-            items.append((item.encode(), replies.count_tokens(item)))
-        elif (
-            isinstance(item, list)
-            and item
-            and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
-        ):
-            items.append((orjson.dumps(item), len(item)))
-        else:
-            raise _invalid(
-                "'$.input' is invalid. Please check the API reference.", "input", "invalid_value"
-            )
-    return items
-
-
 # -- models, health ----------------------------------------------------------------
 
 
 async def list_models(request: web.Request) -> web.Response:
-    state: _State = request.app[_STATE]
+    state: State = request.app[STATE]
     knobs = state.prelude(request)
     if knobs.status not in (None, 200):
         await state.fault(knobs)
-    return web.Response(body=state.models_body, headers=_JSON_HEADERS)
+    return web.Response(body=state.models_body, headers=JSON_HEADERS)
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    state: _State = request.app[_STATE]
+    state: State = request.app[STATE]
     knobs = state.prelude(request)
     if knobs.status not in (None, 200):
         await state.fault(knobs)
@@ -815,7 +388,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
             param="model",
             code="model_not_found",
         )
-    return web.Response(body=body, headers=_JSON_HEADERS)
+    return web.Response(body=body, headers=JSON_HEADERS)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -834,7 +407,7 @@ async def _boundary(
         return await handler(request)
     except SimError as exc:
         return exc.response()
-    except _ShuttingDown:
+    except ShuttingDown:
         return error_response(503, "The simulator is shutting down.")
     except ConnectionError:
         # The client went away (only the client's socket can fail here): nothing
@@ -860,7 +433,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     """The simulator's aiohttp application (see the module docstring for the routes)."""
     config = config or SimConfig()
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_boundary])
-    state = app[_STATE] = _State(config)
+    state = app[STATE] = State(config)
 
     async def on_shutdown(_: web.Application) -> None:
         state.wake_sleepers()  # delayed replies end now, not after the shutdown timeout
