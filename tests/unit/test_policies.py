@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.policy import DEFAULT_ROOT, PolicyEngine, PolicyError, run_policy_tests
+from lockgate.policy import DEFAULT_ROOT, PolicyEngine, PolicyError
+from lockgate.policy_tests import run_policy_tests
 
 DECISION = "lockgate/access/decision"
 CHAT = "/lockgate.router.v1.RouterService/OpenAIChatCompletions"
