@@ -4,7 +4,7 @@
 Layout of a policy root (default: the repository's `policies/`):
 
 * every `*.rego` file is a module (`*_test.rego` files are tests: loaded only
-  by `run_policy_tests`);
+  by `lockgate.policy_tests.run_policy_tests`);
 * every `data.json` must hold a JSON object, mounted in `data` at the path of
   its folder: `policies/lockgate/access/data.json` holding `{"admin_roles": …}`
   becomes `data.lockgate.access.admin_roles` (a `data.json` at the root is
