@@ -4,6 +4,8 @@ official openai SDK over REST and by the generated gRPC stubs through Envoy."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import grpc
 import httpx
@@ -209,3 +211,34 @@ async def test_typed_grpc_api_through_envoy(stack):
 
     entry = await usage_entry(stack, reply.request_id)
     assert entry.usage.output_tokens == reply.usage.output_tokens
+
+
+def test_cli_keys_create_and_usage_against_the_stack(stack):
+    created = stack.cli("keys", "create", "--tenant", "default", "--name", "cli-e2e", "--json")
+    assert created.returncode == 0, created.stderr
+    secret = json.loads(created.stdout)["secret"]
+    raw = client(stack, key=secret).chat.completions.with_raw_response.create(
+        model="demo", messages=MESSAGES
+    )
+    request_id = raw.headers["x-request-id"]
+    for _ in range(50):
+        usage = stack.cli("usage", "--json", "--limit", "100")
+        assert usage.returncode == 0, usage.stderr
+        entries = [json.loads(line) for line in usage.stdout.splitlines() if line.strip()]
+        if any(e["request_id"] == request_id for e in entries):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("usage entry not listed by `lockgate usage`")
+    table = stack.cli("usage")
+    assert "REQUEST ID" in table.stdout and request_id in table.stdout
+
+    bad = stack.cli("keys", "create", "--tenant", "nope", "--name", "x")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "not found" in bad.stderr.lower()
+
+
+def test_status_reports_every_component_healthy(stack):
+    status = stack.cli("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "envoy" in status.stdout and "router" in status.stdout
