@@ -58,6 +58,15 @@ async def migrate(url: str, script_location: Path, version_table: str) -> None:
     await asyncio.to_thread(_upgrade, url, script_location, version_table)
 
 
+async def open_database(
+    url: str, script_location: Path, version_table: str
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """Migrate to head, then an engine and its session factory."""
+    await migrate(url, script_location, version_table)
+    engine = make_engine(url)
+    return engine, session_factory(engine)
+
+
 def run_alembic_env() -> None:
     """The body of every service's migrations/env.py (online mode, async engine)."""
     from alembic import context

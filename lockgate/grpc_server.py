@@ -22,7 +22,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from lockgate.errors import LockgateError, as_lockgate_error
-from lockgate.logs import request_id_var
+from lockgate.logs import request_id_var, setup_logging
 from lockgate.metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from lockgate.settings import ServiceSettings
 
@@ -189,6 +189,23 @@ async def serve_until_signalled(
     if on_stop is not None:
         await on_stop()
     log.info("stopped")
+
+
+def run_service(
+    name: str,
+    load_settings: Callable[[], ServiceSettings],
+    build: Callable[[Any], Awaitable[tuple[GrpcService, Any, Any]]],
+) -> None:
+    """The whole `__main__` of a DB-backed service: settings, JSON logs, build,
+    serve until SIGTERM, then dispose of the database engine."""
+
+    async def main() -> None:
+        settings = load_settings()
+        setup_logging(name, settings.log_level)
+        server, _service, engine = await build(settings)
+        await serve_until_signalled(server, on_stop=engine.dispose)
+
+    run(main)
 
 
 def run(main: Callable[[], Awaitable[None]]) -> None:

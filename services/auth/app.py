@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
-from lockgate.db import make_engine, migrate, session_factory
+from lockgate.db import open_database
 from lockgate.grpc_server import GrpcService
 from lockgate.policy import PolicyEngine
 from lockgate.settings import ServiceSettings
@@ -53,11 +53,10 @@ def write_admin_key(path: Path, secret: str) -> None:
 
 async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, object]:
     url = settings.db_url("auth")
-    await migrate(url, MIGRATIONS, "alembic_version_auth")
-    engine = make_engine(url)
+    engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_auth")
     pepper = load_or_create_pepper(settings.data_dir / "auth.pepper", settings.key_pepper)
     service = AuthService(
-        session_factory(engine), KeyHasher(pepper), PrincipalCache(settings.key_cache_ttl_seconds)
+        sessions, KeyHasher(pepper), PrincipalCache(settings.key_cache_ttl_seconds)
     )
     if settings.bootstrap_admin:
         secret = await service.bootstrap()

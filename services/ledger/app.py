@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
-from lockgate.db import make_engine, migrate, session_factory
+from lockgate.db import open_database
 from lockgate.grpc_server import GrpcService
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
@@ -25,9 +25,8 @@ class LedgerSettings(ServiceSettings):
 async def build(settings: LedgerSettings) -> tuple[GrpcService, LedgerService, object]:
     """Migrate the schema and assemble the server; returns (server, service, engine)."""
     url = settings.db_url("ledger")
-    await migrate(url, MIGRATIONS, "alembic_version_ledger")
-    engine = make_engine(url)
-    service = LedgerService(session_factory(engine))
+    engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_ledger")
+    service = LedgerService(sessions)
 
     def register(server) -> list[str]:
         pb_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(service), server)

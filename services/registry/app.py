@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
-from lockgate.db import make_engine, migrate, session_factory
+from lockgate.db import open_database
 from lockgate.grpc_server import GrpcService
 from lockgate.registry.v1 import registry_service_pb2 as pb
 from lockgate.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -24,9 +24,8 @@ class RegistrySettings(ServiceSettings):
 
 async def build(settings: RegistrySettings) -> tuple[GrpcService, RegistryService, object]:
     url = settings.db_url("registry")
-    await migrate(url, MIGRATIONS, "alembic_version_registry")
-    engine = make_engine(url)
-    service = RegistryService(session_factory(engine))
+    engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_registry")
+    service = RegistryService(sessions)
 
     def register(server) -> list[str]:
         pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(service), server)
