@@ -81,14 +81,18 @@ class UsageRecorder:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            if not self.queue:
-                if self._closing:
-                    return
+            # Send full batches at once, anything less once per flush interval:
+            # one RecordUsage per request would cost the ledger more than the
+            # request itself.
+            if len(self.queue) < self.batch_size and not self._closing:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval)
                 except TimeoutError:
                     pass
+            if not self.queue:
+                if self._closing:
+                    return
                 continue
             batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
             try:
