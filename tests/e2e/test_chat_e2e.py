@@ -242,3 +242,16 @@ def test_status_reports_every_component_healthy(stack):
     status = stack.cli("status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "envoy" in status.stdout and "router" in status.stdout
+
+
+def test_every_service_serves_prometheus_metrics(stack):
+    client(stack).chat.completions.create(model="demo", messages=MESSAGES)
+    for service in ("auth", "router", "ledger", "registry"):
+        port = stack.ports[f"LOCKGATE_{service.upper()}_METRICS_PORT"]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "lockgate_grpc_requests_total" in metrics or service == "registry"
+        assert "process_cpu_seconds_total" in metrics
+    router_port = stack.ports["LOCKGATE_ROUTER_METRICS_PORT"]
+    router_metrics = httpx.get(f"http://127.0.0.1:{router_port}/metrics", timeout=5).text
+    assert 'method="OpenAIChatCompletions"' in router_metrics
+    assert "lockgate_router_usage_sent_total" in router_metrics

@@ -264,3 +264,33 @@ async def test_usage_survives_a_ledger_outage(tmp_path):
     await ledger.stop(0)
     await engine.dispose()
     await runner.cleanup()
+
+
+async def test_provider_key_comes_from_the_named_env_var(tmp_path, monkeypatch):
+    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig(api_key="sk-upstream-secret"))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"providers: {{keyed: {{type: openai, base_url: 'http://127.0.0.1:{sim_port}/v1', "
+        "api_key_env: UPSTREAM_KEY}}\n"
+        "deployments: {d: {provider: keyed, model: m}}\nmodels: {demo: {deployments: [d]}}\n"
+    )
+    ledger, engine, ledger_port = await start_ledger(tmp_path)
+    settings = RouterSettings(data_dir=tmp_path, grpc_port=0, gateway_config=config,
+                              ledger_address=f"127.0.0.1:{ledger_port}")
+    try:
+        for key, expected in (("wrong-key", 502), ("sk-upstream-secret", 200)):
+            monkeypatch.setenv("UPSTREAM_KEY", key)
+            app = RouterApp(settings)
+            port = await app.start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                status, _, data = await openai_call(
+                    pb_grpc.RouterServiceStub(channel), {"model": "demo", "messages": MESSAGES}
+                )
+            await app.server.stop(0)
+            await app.close()
+            assert status == expected, data
+            assert b"sk-upstream-secret" not in data and b"wrong-key" not in data
+    finally:
+        await ledger.stop(0)
+        await engine.dispose()
+        await runner.cleanup()
