@@ -28,6 +28,9 @@ class RouterSettings(ServiceSettings):
     ledger_address: str = "127.0.0.1:50063"
     #: Upper bound on open connections to all providers.
     max_upstream_connections: int = 1000
+    #: Bound of the usage spool (entries the ledger has not acknowledged yet);
+    #: when it is full the router answers 503 instead of serving unmetered calls.
+    max_usage_spool_bytes: int = 1 << 30
 
 
 class RouterApp:
@@ -37,7 +40,11 @@ class RouterApp:
         self.settings = settings
         self.config = load_gateway_config(settings.gateway_config)
         self.session: aiohttp.ClientSession | None = None
-        self.recorder = UsageRecorder(settings.ledger_address, settings.data_dir / "spool")
+        self.recorder = UsageRecorder(
+            settings.ledger_address,
+            settings.data_dir / "spool",
+            max_spool_bytes=settings.max_usage_spool_bytes,
+        )
         self.server: GrpcService | None = None
 
     async def start(self) -> int:

@@ -1,31 +1,35 @@
-"""Hands usage entries to the ledger off the hot path.
+"""Hands usage entries to the ledger off the hot path, without ever losing one.
 
-`record()` never blocks or fails: entries go into a bounded in-memory queue; a
-background task sends them in batches (RecordUsage is idempotent on request id,
-so a retried batch never counts twice) and retries with backoff while the
-ledger is down. On shutdown what is still queued is flushed, or written to a
-spool file that is replayed at the next start. When the queue is full, the
-oldest entries are spooled to disk rather than dropped.
+`record()` appends the entry to a write-ahead spool on local disk (spool.py)
+and returns: no network, no waiting. A background task reads the spool in
+batches and sends them with RecordUsage; the ledger ignores request ids it
+already has, so a batch resent after a timeout or a crash never counts twice.
+Only when the ledger acknowledged a batch does the spool's checkpoint move.
+While the ledger is down, batches are retried with backoff and the spool
+grows, up to its bound: then the router refuses new calls (503) rather than
+serve calls it cannot meter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections import deque
 from pathlib import Path
 
 import grpc
 
+from lockgate.errors import ServiceUnavailable
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
 from lockgate.metrics import Counter, Gauge
+from services.router.spool import SpoolFull, UsageSpool
 
 log = logging.getLogger("lockgate.router.metering")
 
 USAGE_SENT = Counter("lockgate_router_usage_sent_total", "Usage entries accepted by the ledger")
-USAGE_PENDING = Gauge("lockgate_router_usage_pending", "Usage entries waiting for the ledger")
+USAGE_PENDING = Gauge(
+    "lockgate_router_usage_pending_bytes", "Spooled usage bytes not yet acknowledged by the ledger"
+)
 USAGE_SEND_ERRORS = Counter("lockgate_router_usage_send_errors_total", "Failed RecordUsage calls")
 
 
@@ -35,37 +39,43 @@ class UsageRecorder:
         ledger_address: str,
         spool_dir: Path,
         *,
-        max_queue: int = 100_000,
         batch_size: int = 500,
         flush_interval: float = 0.1,
+        max_spool_bytes: int = 1 << 30,
     ):
         self.channel = grpc.aio.insecure_channel(ledger_address)
         self.stub = ledger_grpc.LedgerServiceStub(self.channel)
-        self.spool = spool_dir / "usage.spool"
-        self.replaying = spool_dir / "usage.spool.replaying"
-        self._replay_left = 0
-        self.queue: deque[ledger_pb.UsageEntry] = deque()
-        self.max_queue = max_queue
+        self.spool = UsageSpool(spool_dir, max_bytes=max_spool_bytes)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self._unsent = 0  # records appended since the last read (a hint for waking early)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
 
     async def start(self) -> None:
-        self._replay_spool()
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
+    def check_capacity(self) -> None:
+        """Refuse a call up front when its usage could not be recorded."""
+        if self.spool.full:
+            raise ServiceUnavailable(
+                "usage metering is backlogged (the ledger is unreachable); try again later"
+            )
+
     def record(self, entry: ledger_pb.UsageEntry) -> None:
-        if len(self.queue) >= self.max_queue:
-            self._spool([self.queue.popleft() for _ in range(self.batch_size)])
-        self.queue.append(entry)
-        USAGE_PENDING.set(len(self.queue))
-        if len(self.queue) >= self.batch_size:
+        try:
+            self.spool.append(entry.SerializeToString())
+        except SpoolFull:
+            # check_capacity() refused new calls; only calls already in flight get here.
+            log.error("usage spool full: entry not recorded", extra={"request": entry.request_id})
+            return
+        self._unsent += 1
+        if self._unsent >= self.batch_size:
             self._wake.set()
 
     async def close(self, grace_seconds: float = 5.0) -> None:
-        """Flush what is queued; spool the rest if the ledger does not take it in time."""
+        """Send what the ledger takes within the grace period; the rest stays spooled."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
@@ -73,28 +83,27 @@ class UsageRecorder:
                 await asyncio.wait_for(self._task, grace_seconds)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
-        if self.queue:
-            self._spool(list(self.queue))
-            self.queue.clear()
+        self.spool.close()
         await self.channel.close()
 
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            # Send full batches at once, anything less once per flush interval:
-            # one RecordUsage per request would cost the ledger more than the
-            # request itself.
-            if len(self.queue) < self.batch_size and not self._closing:
+            # Full batches at once, anything less once per flush interval: one
+            # RecordUsage per request would cost the ledger more than the request.
+            if self._unsent < self.batch_size and not self._closing:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval)
                 except TimeoutError:
                     pass
-            if not self.queue:
+            records, cursor = self.spool.read(self.batch_size)
+            self._unsent = 0
+            if not records:
                 if self._closing:
                     return
                 continue
-            batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
+            batch = [ledger_pb.UsageEntry.FromString(r) for r in records]
             try:
                 await self.stub.RecordUsage(ledger_pb.RecordUsageRequest(entries=batch), timeout=10)
             except grpc.aio.AioRpcError as exc:
@@ -106,48 +115,9 @@ class UsageRecorder:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            for _ in batch:
-                self.queue.popleft()
+            self.spool.commit(cursor)
+            await asyncio.to_thread(self.spool.sync)  # bounds what a power loss can take
             USAGE_SENT.inc(len(batch))
-            self._sent(len(batch))
-            USAGE_PENDING.set(len(self.queue))
-
-    def _spool(self, entries: list[ledger_pb.UsageEntry]) -> None:
-        """Append length-prefixed entries to the spool file (fsynced)."""
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.spool, "ab") as f:
-            for entry in entries:
-                data = entry.SerializeToString()
-                f.write(len(data).to_bytes(4, "big") + data)
-            f.flush()
-            os.fsync(f.fileno())
-        log.warning("spooled usage entries to disk", extra={"count": len(entries)})
-
-    def _replay_spool(self) -> None:
-        """Queue spooled entries; the file goes only once they reached the ledger."""
-        if self.spool.exists():
-            if self.replaying.exists():  # an earlier replay never finished: keep both
-                with open(self.replaying, "ab") as f:
-                    f.write(self.spool.read_bytes())
-                self.spool.unlink()
-            else:
-                self.spool.rename(self.replaying)
-        if not self.replaying.exists():
-            return
-        raw = self.replaying.read_bytes()
-        pos, entries = 0, []
-        while pos + 4 <= len(raw):
-            size = int.from_bytes(raw[pos : pos + 4], "big")
-            if pos + 4 + size > len(raw):
-                break  # a torn last write: the rest of the record never made it
-            entries.append(ledger_pb.UsageEntry.FromString(raw[pos + 4 : pos + 4 + size]))
-            pos += 4 + size
-        self.queue.extendleft(reversed(entries))
-        self._replay_left = len(entries)
-        log.info("replaying spooled usage entries", extra={"count": len(entries)})
-
-    def _sent(self, count: int) -> None:
-        if self._replay_left:
-            self._replay_left = max(0, self._replay_left - count)
-            if self._replay_left == 0:
-                self.replaying.unlink(missing_ok=True)
+            USAGE_PENDING.set(self.spool.pending_bytes)
+            if len(records) == self.batch_size:
+                self._unsent = self.batch_size  # more may be waiting: no pause

@@ -78,6 +78,7 @@ class Router:
 
     async def chat(self, call: Call, body: dict) -> dict:
         """A complete chat completion; fails over to the next deployment on retryable errors."""
+        self.recorder.check_capacity()
         try:
             targets = self.targets(call.alias)
             last: LockgateError | None = None
@@ -106,6 +107,7 @@ class Router:
         """Chunks of a streamed completion. Failover happens only before the first
         chunk; after it an error propagates and the caller ends the stream in-band."""
         call.streamed = True
+        self.recorder.check_capacity()
         try:
             targets = self.targets(call.alias)
             last: LockgateError | None = None

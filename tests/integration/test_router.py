@@ -4,6 +4,8 @@ ledger: wire format, failover, error statuses, streaming, metering."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 import grpc
 import orjson
@@ -229,15 +231,20 @@ async def test_typed_api_maps_errors_to_grpc_codes(env):
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_usage_survives_a_ledger_outage(tmp_path):
-    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
+def single_sim_config(tmp_path, sim_port: int):
     config = tmp_path / "gateway.yaml"
     config.write_text(
         f"providers: {{sim: {{type: openai, base_url: 'http://127.0.0.1:{sim_port}/v1'}}}}\n"
         "deployments: {d: {provider: sim, model: m}}\nmodels: {demo: {deployments: [d]}}\n"
     )
+    return config
+
+
+async def test_usage_survives_a_ledger_outage(tmp_path):
+    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
     ledger_port = free_port()
-    settings = RouterSettings(data_dir=tmp_path, grpc_port=0, gateway_config=config,
+    settings = RouterSettings(data_dir=tmp_path, grpc_port=0,
+                              gateway_config=single_sim_config(tmp_path, sim_port),
                               ledger_address=f"127.0.0.1:{ledger_port}")
     app = RouterApp(settings)
     port = await app.start()
@@ -248,11 +255,11 @@ async def test_usage_survives_a_ledger_outage(tmp_path):
                                              f"o{i}")
             assert status == 200
     await app.server.stop(0)
-    await app.close()  # cannot flush: spooled to disk
-    assert (tmp_path / "spool" / "usage.spool").stat().st_size > 0
+    await app.close()  # the ledger never answered: entries stay spooled
+    assert app.recorder.spool.pending_bytes > 0
 
     ledger, engine, _ = await start_ledger(tmp_path, port=ledger_port)
-    app = RouterApp(settings)  # a new router process replays the spool
+    app = RouterApp(settings)  # the next router process delivers them
     await app.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}") as channel:
         stub = ledger_grpc.LedgerServiceStub(channel)
@@ -260,10 +267,78 @@ async def test_usage_survives_a_ledger_outage(tmp_path):
             assert (await ledger_entry(stub, f"o{i}")).status == "ok"
     await app.server.stop(0)
     await app.close()
-    assert not (tmp_path / "spool" / "usage.spool").exists()
+    assert app.recorder.spool.pending_bytes == 0
     await ledger.stop(0)
     await engine.dispose()
     await runner.cleanup()
+
+
+async def test_a_full_usage_spool_refuses_calls_instead_of_losing_usage(tmp_path):
+    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
+    settings = RouterSettings(data_dir=tmp_path, grpc_port=0,
+                              gateway_config=single_sim_config(tmp_path, sim_port),
+                              ledger_address=f"127.0.0.1:{free_port()}",
+                              max_usage_spool_bytes=300)
+    app = RouterApp(settings)
+    port = await app.start()
+    statuses = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        router = pb_grpc.RouterServiceStub(channel)
+        for i in range(10):
+            status, _, data = await openai_call(
+                router, {"model": "demo", "messages": MESSAGES}, f"full{i}"
+            )
+            statuses.append(status)
+    assert statuses[0] == 200 and statuses[-1] == 503
+    assert orjson.loads(data)["error"]["code"] == "service_unavailable"
+    await app.server.stop(0)
+    await app.close()
+    await runner.cleanup()
+
+
+async def test_usage_survives_a_router_killed_with_sigkill(tmp_path):
+    runner, sim_port = await serve_sim("127.0.0.1", 0, SimConfig())
+    ledger_port, router_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "LOCKGATE_ROUTER_GRPC_PORT": str(router_port),
+        "LOCKGATE_ROUTER_DATA_DIR": str(tmp_path),
+        "LOCKGATE_ROUTER_LEDGER_ADDRESS": f"127.0.0.1:{ledger_port}",
+        "LOCKGATE_ROUTER_GATEWAY_CONFIG": str(single_sim_config(tmp_path, sim_port)),
+    }
+
+    async def start_router() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.router", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{router_port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 20)
+        return proc
+
+    router_proc = await start_router()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{router_port}") as channel:
+        router = pb_grpc.RouterServiceStub(channel)
+        for i in range(5):  # no ledger at all
+            status, _, _ = await openai_call(router, {"model": "demo", "messages": MESSAGES},
+                                             f"k{i}")
+            assert status == 200
+    router_proc.kill()  # SIGKILL: no shutdown code runs
+    await router_proc.wait()
+
+    ledger, engine, _ = await start_ledger(tmp_path, port=ledger_port)
+    router_proc = await start_router()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}") as channel:
+            stub = ledger_grpc.LedgerServiceStub(channel)
+            for i in range(5):
+                assert (await ledger_entry(stub, f"k{i}")).status == "ok"
+    finally:
+        router_proc.terminate()
+        await router_proc.wait()
+        await ledger.stop(0)
+        await engine.dispose()
+        await runner.cleanup()
 
 
 async def test_provider_key_comes_from_the_named_env_var(tmp_path, monkeypatch):
