@@ -23,6 +23,7 @@ class RegistrySettings(ServiceSettings):
 
 
 async def build(settings: RegistrySettings) -> tuple[GrpcService, RegistryService, object]:
+    """Migrate the schema and assemble the server; returns (server, service, engine)."""
     url = settings.db_url("registry")
     engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_registry")
     service = RegistryService(sessions)

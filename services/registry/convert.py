@@ -13,10 +13,16 @@ KIND_TO_PROTO = {"model": pb.API_KIND_MODEL, "prompt": pb.API_KIND_PROMPT}
 KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
 
 
+def kind_from_proto(kind: int) -> str:
+    """Domain kind, or "" for UNSPECIFIED/unknown values (the service rejects it)."""
+    return KIND_FROM_PROTO.get(kind, "")
+
+
 def api_to_proto(api: Api) -> pb.Api:
     created = Timestamp()
-    created.FromDatetime(api.created_at if api.created_at.tzinfo else
-                         api.created_at.replace(tzinfo=UTC))
+    # SQLite hands back naive datetimes; they were written as UTC.
+    stamp = api.created_at if api.created_at.tzinfo else api.created_at.replace(tzinfo=UTC)
+    created.FromDatetime(stamp)
     return pb.Api(
         id=api.id,
         tenant_id=api.tenant_id,
@@ -26,7 +32,3 @@ def api_to_proto(api: Api) -> pb.Api:
         model_aliases=api.model_aliases,
         create_time=created,
     )
-
-
-def kind_from_proto(kind: int) -> str:
-    return KIND_FROM_PROTO.get(kind, "")

@@ -1,4 +1,4 @@
-"""Registry use cases: the tenant's API catalog."""
+"""Registry use cases: a tenant's API catalog. Owns ids, timestamps and transactions."""
 
 from __future__ import annotations
 
@@ -17,9 +17,33 @@ from services.registry.models import Api
 from services.registry.store import ApiStore
 
 KINDS = ("model", "prompt")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 MAX_DESCRIPTION = 2000
 MAX_ALIASES = 100
+MAX_ALIAS_LENGTH = 256
+#: One message for "no such id" and "another tenant's id": ids are never confirmed.
+NOT_FOUND_MESSAGE = "API not found"
+
+
+def _validate(name: str, kind: str, description: str, aliases: list[str]) -> None:
+    # fullmatch: `$` alone would also accept a trailing newline.
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidRequest(
+            "name must be 2-63 lower-case letters, digits and dashes, starting with a letter",
+            param="name",
+        )
+    if kind not in KINDS:
+        raise InvalidRequest("kind must be MODEL or PROMPT", param="kind")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidRequest(
+            f"description must be at most {MAX_DESCRIPTION} characters", param="description"
+        )
+    if len(aliases) > MAX_ALIASES:
+        raise InvalidRequest(f"at most {MAX_ALIASES} model aliases", param="model_aliases")
+    if any(not alias or len(alias) > MAX_ALIAS_LENGTH for alias in aliases):
+        raise InvalidRequest(
+            f"model aliases must be 1-{MAX_ALIAS_LENGTH} characters", param="model_aliases"
+        )
 
 
 class RegistryService:
@@ -29,49 +53,44 @@ class RegistryService:
     async def create_api(
         self, caller: Identity, name: str, kind: str, description: str, aliases: list[str]
     ) -> Api:
-        if not _NAME.match(name):
-            raise InvalidRequest(
-                "name must be 2-63 lower-case letters, digits and dashes, starting with a letter",
-                param="name",
-            )
-        if kind not in KINDS:
-            raise InvalidRequest(f"kind must be one of {list(KINDS)}", param="kind")
-        if len(description) > MAX_DESCRIPTION:
-            raise InvalidRequest(
-                f"description is longer than {MAX_DESCRIPTION} characters", param="description"
-            )
-        if len(aliases) > MAX_ALIASES or any(not a or len(a) > 256 for a in aliases):
-            raise InvalidRequest(f"at most {MAX_ALIASES} non-empty aliases", param="model_aliases")
+        """Add an API to the caller's catalog; names are unique per tenant."""
+        _validate(name, kind, description, aliases)
         api = Api(
             id=new_id("api"),
             tenant_id=caller.tenant_id,
             name=name,
             kind=kind,
             description=description,
-            model_aliases=list(dict.fromkeys(aliases)),
+            model_aliases=list(dict.fromkeys(aliases)),  # drop repeats, keep order
             created_at=datetime.now(UTC),
         )
         try:
             async with self.sessions() as session, session.begin():
                 ApiStore(session).add(api)
         except IntegrityError:
-            raise AlreadyExists(f"an API named {name!r} already exists", param="name") from None
+            # The only unique key a caller controls is (tenant_id, name).
+            raise AlreadyExists(
+                f'an API named "{name}" already exists', param="name"
+            ) from None
         return api
 
     async def get_api(self, caller: Identity, api_id: str) -> Api:
+        if not api_id:
+            raise InvalidRequest("api_id is required", param="api_id")
         async with self.sessions() as session:
             api = await ApiStore(session).get(caller.tenant_id, api_id)
-        if api is None:  # also for another tenant's id: ids are never confirmed
-            raise NotFound(f"API {api_id!r} not found", param="api_id")
+        if api is None:
+            raise NotFound(NOT_FOUND_MESSAGE, param="api_id")
         return api
 
     async def list_apis(
         self, caller: Identity, requested_size: int, page_token: str
     ) -> tuple[list[Api], str]:
+        """The caller's APIs, oldest first."""
         size = page_size(requested_size)
         after = decode_cursor(page_token)
         async with self.sessions() as session:
-            rows = await ApiStore(session).list(caller.tenant_id, size + 1, after)
+            rows = await ApiStore(session).list_page(caller.tenant_id, size + 1, after)
         if len(rows) > size:
             rows = rows[:size]
             return rows, encode_cursor(rows[-1].seq)

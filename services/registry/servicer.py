@@ -1,4 +1,4 @@
-"""RegistryService gRPC transport: convert, call the service, convert."""
+"""RegistryService gRPC transport: identity, convert, call the service, convert."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     async def CreateApi(self, request: pb.CreateApiRequest, context) -> pb.CreateApiResponse:
         caller = identity_from_metadata(context.invocation_metadata())
         api = await self.service.create_api(
-            caller, request.name, kind_from_proto(request.kind), request.description,
+            caller,
+            request.name,
+            kind_from_proto(request.kind),
+            request.description,
             list(request.model_aliases),
         )
         return pb.CreateApiResponse(api=api_to_proto(api))
 
     async def GetApi(self, request: pb.GetApiRequest, context) -> pb.GetApiResponse:
         caller = identity_from_metadata(context.invocation_metadata())
-        return pb.GetApiResponse(api=api_to_proto(await self.service.get_api(caller, request.api_id)))
+        api = await self.service.get_api(caller, request.api_id)
+        return pb.GetApiResponse(api=api_to_proto(api))
 
     async def ListApis(self, request: pb.ListApisRequest, context) -> pb.ListApisResponse:
         caller = identity_from_metadata(context.invocation_metadata())

@@ -1,4 +1,4 @@
-"""Registry queries. Never commits: the service owns transactions."""
+"""Registry queries, always tenant-scoped. Never commits: the service owns transactions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class ApiStore:
         query = select(Api).where(Api.id == api_id, Api.tenant_id == tenant_id)
         return (await self.session.exec(query)).first()
 
-    async def list(self, tenant_id: str, limit: int, after_seq: int | None) -> list[Api]:
+    async def list_page(self, tenant_id: str, limit: int, after_seq: int | None) -> list[Api]:
         query = select(Api).where(Api.tenant_id == tenant_id)
         if after_seq is not None:
             query = query.where(col(Api.seq) > after_seq)

@@ -8,6 +8,7 @@ from lockgate.grpc_server import run
 from lockgate.logs import setup_logging
 from services.router.app import RouterApp, RouterSettings
 from services.router.config import ConfigError
+from services.router.spool import SpoolInUse
 
 
 async def main() -> None:
@@ -17,6 +18,9 @@ async def main() -> None:
         app = RouterApp(settings)
     except ConfigError as exc:
         print(f"lockgate router: invalid gateway config:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SpoolInUse as exc:
+        print(f"lockgate router: {exc}; give each replica its own data dir", file=sys.stderr)
         raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ loss can take). The spool is used from one event-loop thread.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import zlib
@@ -41,6 +42,10 @@ class SpoolFull(Exception):
     """The spool holds max_bytes of unacknowledged entries."""
 
 
+class SpoolInUse(Exception):
+    """Another process owns this spool directory (each router replica needs its own)."""
+
+
 class UsageSpool:
     def __init__(
         self, directory: Path, *, segment_bytes: int = 8 * 1024 * 1024, max_bytes: int = 1 << 30
@@ -49,6 +54,12 @@ class UsageSpool:
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise SpoolInUse(f"{directory} is used by another router process") from None
         segments = self._segments()
         #: Everything before it is acknowledged by the ledger; reads start here.
         self.checkpoint = self._read_checkpoint(segments)
@@ -133,6 +144,7 @@ class UsageSpool:
     def close(self) -> None:
         os.fsync(self._fd)
         os.close(self._fd)
+        os.close(self._lock_fd)  # releases the flock
 
     # -- helpers ---------------------------------------------------------------------
 

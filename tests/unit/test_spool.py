@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.router.spool import SpoolFull, UsageSpool
+from services.router.spool import SpoolFull, SpoolInUse, UsageSpool
 
 
 def payloads(n: int, start: int = 0) -> list[bytes]:
@@ -31,13 +31,14 @@ def test_a_restart_resumes_after_the_checkpoint(tmp_path):
         spool.append(p)
     _, cursor = spool.read(2)
     spool.commit(cursor)
-    # no close(): as after a crash
+    spool.close()  # close() commits nothing: the same state as after a crash
     again = UsageSpool(tmp_path)
     assert again.read(10)[0] == payloads(2, 2)
     again.append(b"after-restart")
     records, cursor = again.read(10)
     assert records == [*payloads(2, 2), b"after-restart"]
     again.commit(cursor)
+    again.close()
     assert UsageSpool(tmp_path).read(10)[0] == []
 
 
@@ -56,6 +57,7 @@ def test_a_torn_tail_is_skipped(tmp_path):
     spool = UsageSpool(tmp_path)
     for p in payloads(3):
         spool.append(p)
+    spool.close()
     segment = sorted(tmp_path.glob("usage-*.seg"))[-1]
     with open(segment, "ab") as f:
         f.write(b"\x00\x00\x00\x10\x12\x34")  # a record header the crash cut short
@@ -68,6 +70,7 @@ def test_a_corrupt_record_stops_reading_its_segment(tmp_path):
     spool = UsageSpool(tmp_path)
     spool.append(b"good")
     spool.append(b"flipped")
+    spool.close()
     segment = sorted(tmp_path.glob("usage-*.seg"))[-1]
     raw = bytearray(segment.read_bytes())
     raw[-1] ^= 0xFF
@@ -86,3 +89,11 @@ def test_the_bound_refuses_new_records(tmp_path):
     spool.commit(cursor)
     assert not spool.full
     spool.append(b"fits again")
+
+
+def test_one_process_per_spool_directory(tmp_path):
+    spool = UsageSpool(tmp_path)
+    with pytest.raises(SpoolInUse):
+        UsageSpool(tmp_path)
+    spool.close()
+    UsageSpool(tmp_path).close()

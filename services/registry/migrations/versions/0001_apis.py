@@ -30,4 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_apis_tenant_id_seq", table_name="apis")
     op.drop_table("apis")
