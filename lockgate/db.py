@@ -18,11 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def make_engine(url: str) -> AsyncEngine:
+def _ensure_sqlite_folder(url: str) -> None:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        _ensure_sqlite_folder(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -55,6 +60,7 @@ def _upgrade(url: str, script_location: Path, version_table: str) -> None:
 
 async def migrate(url: str, script_location: Path, version_table: str) -> None:
     """Bring the schema to head. Runs in a thread: Alembic's env starts its own loop."""
+    _ensure_sqlite_folder(url)
     await asyncio.to_thread(_upgrade, url, script_location, version_table)
 
 

@@ -116,7 +116,6 @@ class UsageRecorder:
                 continue
             backoff = 0.1
             self.spool.commit(cursor)
-            await asyncio.to_thread(self.spool.sync)  # bounds what a power loss can take
             USAGE_SENT.inc(len(batch))
             USAGE_PENDING.set(self.spool.pending_bytes)
             if len(records) == self.batch_size:

@@ -13,9 +13,11 @@ data. A torn tail (the process died mid-write) fails the length or CRC check
 and is skipped: it was never acknowledged to anyone, and the write that tore
 is the only one that can be incomplete.
 
-Writes go to the OS with one `os.write` per record (no fsync per record: the
-page cache survives a process crash; an fsync per batch bounds what a power
-loss can take). The spool is used from one event-loop thread.
+Writes go to the OS with one `os.write` per record: the page cache survives a
+process crash (SIGKILL included). Segments are fsynced when they are finished
+and at shutdown; an fsync per record or per batch would stall the event loop
+(a write waits while the file is being synced), so a power loss can take the
+entries of the last seconds. The spool is used from one event-loop thread.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class UsageSpool:
         if self._pending >= self.max_bytes:
             raise SpoolFull(f"{self._pending} bytes of usage entries wait for the ledger")
         if self._write_offset >= self.segment_bytes:
+            os.fsync(self._fd)  # rare (every segment_bytes): a finished segment is durable
             os.close(self._fd)
             self._write_segment += 1
             self._fd = self._open_segment(self._write_segment)
@@ -95,9 +98,6 @@ class UsageSpool:
     @property
     def full(self) -> bool:
         return self._pending >= self.max_bytes
-
-    def sync(self) -> None:
-        os.fsync(self._fd)
 
     # -- reading ------------------------------------------------------------------
 
