@@ -69,9 +69,7 @@ class RegistryService:
                 ApiStore(session).add(api)
         except IntegrityError:
             # The only unique key a caller controls is (tenant_id, name).
-            raise AlreadyExists(
-                f'an API named "{name}" already exists', param="name"
-            ) from None
+            raise AlreadyExists(f'an API named "{name}" already exists', param="name") from None
         return api
 
     async def get_api(self, caller: Identity, api_id: str) -> Api:
