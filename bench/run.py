@@ -4,12 +4,14 @@ S1 (unary chat): wrk at concurrency 1 and 50 against
   - direct:   the provider simulator's /v1/chat/completions
   - governed: Envoy -> auth (key, policy) -> router -> simulator, usage ledgered
 Both in the same run on the same machine, so the ratio is what counts.
+S3 (first cut): ledger ingestion, entries/s into SQLite and PostgreSQL.
 Writes bench/results/latest.json and a dated copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -20,6 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import ledger_ingest
 from lockgate.stack.ephemeral import EphemeralStack
 
 ROOT = Path(__file__).resolve().parent
@@ -84,6 +87,8 @@ def main() -> int:
             }
             results["s1_unary_chat"].append(row)
             print(json.dumps(row))
+    results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run())
+    print(json.dumps(results["s3_ledger_ingest"]))
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(results, indent=2) + "\n"
     (RESULTS / "latest.json").write_text(text)
