@@ -59,7 +59,7 @@ class InvalidRequest(LockgateError):
 class PayloadTooLarge(InvalidRequest):
     """The request body is over the configured limit."""
 
-    default_code = "payload_too_large"
+    default_code = "request_too_large"  # the code Envoy's 413 carries too
 
 
 class Unauthenticated(LockgateError):
@@ -140,29 +140,6 @@ _STATUS_TABLE: dict[type[LockgateError], Status] = {
     ServiceUnavailable: Status(503, grpc.StatusCode.UNAVAILABLE, "api_error"),
     InternalError: Status(500, grpc.StatusCode.INTERNAL, "api_error"),
 }
-
-# gRPC code -> HTTP status, for errors that arrive as gRPC statuses from
-# another service (the same mapping Envoy's transcoder uses).
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
-
 
 def status_of(exc: BaseException) -> Status:
     """The status row for an exception; non-Lockgate exceptions are internal errors."""
