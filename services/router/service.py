@@ -125,12 +125,15 @@ class Router:
                         raise
                     continue
                 call.first_token_at = time.perf_counter()
-                yield first
-                async for chunk in chunks:
-                    usage = usage_of(chunk)
-                    if usage is not None:
-                        call.usage = usage
-                    yield chunk
+                try:
+                    yield first
+                    async for chunk in chunks:
+                        usage = usage_of(chunk)
+                        if usage is not None:
+                            call.usage = usage
+                        yield chunk
+                finally:
+                    await chunks.aclose()  # a gone client frees the provider connection now
                 return
             assert last is not None
             raise last

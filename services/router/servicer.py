@@ -74,6 +74,8 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band
             error = self._user_error(exc, call.request_id)
             yield httpbody_pb2.HttpBody(data=error_event(openai_error_body(error)))
+        finally:
+            await chunks.aclose()  # the client may be gone: meter and free the upstream now
 
     async def OpenAIListModels(self, request, context) -> httpbody_pb2.HttpBody:
         identity_from_metadata(context.invocation_metadata())

@@ -33,18 +33,21 @@ providers:
   failing: {{type: openai, base_url: "http://127.0.0.1:{failing}/v1"}}
   limited: {{type: openai, base_url: "http://127.0.0.1:{limited}/v1"}}
   dropping: {{type: openai, base_url: "http://127.0.0.1:{dropping}/v1"}}
+  slow: {{type: openai, base_url: "http://127.0.0.1:{slow}/v1"}}
   nowhere: {{type: openai, base_url: "http://127.0.0.1:9/v1", connect_timeout_seconds: 1}}
 deployments:
   good: {{provider: good, model: sim-small}}
   failing: {{provider: failing, model: sim-small}}
   limited: {{provider: limited, model: sim-small}}
   dropping: {{provider: dropping, model: sim-small}}
+  slow: {{provider: slow, model: sim-small}}
   nowhere: {{provider: nowhere, model: x}}
 models:
   demo: {{deployments: [good]}}
   failing: {{deployments: [failing]}}
   limited: {{deployments: [limited]}}
   dropping: {{deployments: [dropping]}}
+  slow: {{deployments: [slow]}}
   nowhere: {{deployments: [nowhere]}}
   failover: {{deployments: [nowhere, failing, good]}}
 """
@@ -64,6 +67,7 @@ async def env(tmp_path):
         "failing": SimConfig(error_rate=1.0, error_status=500),
         "limited": SimConfig(error_rate=1.0, error_status=429),
         "dropping": SimConfig(drop_stream_after_chunks=2),
+        "slow": SimConfig(chunk_interval_ms=100, reply_words=50),
     }
     runners, ports = [], {}
     for name, cfg in sims.items():
@@ -207,6 +211,24 @@ async def test_stream_failure_after_first_byte_ends_in_band(env):
     assert error["code"] == "upstream_error"
     entry = await ledger_entry(ledger, "d1")
     assert entry.status == "error"
+
+
+async def test_a_client_leaving_mid_stream_is_metered_as_cancelled(env):
+    router, ledger = env
+    call = router.OpenAIChatCompletions(
+        pb.OpenAIChatCompletionsRequest(
+            http_body=httpbody_pb2.HttpBody(
+                data=orjson.dumps({"model": "slow", "messages": MESSAGES, "stream": True})
+            )
+        ),
+        metadata=(*IDENTITY, ("x-request-id", "gone-1")),
+    )
+    first = await call.read()
+    assert first.data.startswith(b"data: ")
+    call.cancel()
+    entry = await ledger_entry(ledger, "gone-1")
+    assert entry.status == "cancelled" and entry.error_type == "client_cancelled"
+    assert entry.streamed and entry.latency_ms < 2000  # metered now, not after 50 chunks
 
 
 async def test_typed_api_maps_errors_to_grpc_codes(env):
