@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from lockgate.common.v1 import common_pb2
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
+from lockgate.timestamps import to_timestamp
 from services.ledger.models import UsageEntry
 
 
@@ -35,9 +34,6 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
 
 
 def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
-    created = Timestamp()
-    stamp = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    created.FromDatetime(stamp)
     return pb.UsageEntry(
         request_id=row.request_id,
         tenant_id=row.tenant_id,
@@ -58,5 +54,5 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         status=row.status,
         error_type=row.error_type,
         streamed=row.streamed,
-        create_time=created,
+        create_time=to_timestamp(row.created_at),
     )
