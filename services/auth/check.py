@@ -9,6 +9,7 @@ or gRPC. The policy input is documented in policies/lockgate/access/access.rego.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import orjson
@@ -82,10 +83,32 @@ class Decision:
     reason: str
 
 
+class DecisionCache:
+    """Bounded LRU of access decisions. Keys hold everything a decision depends
+    on (principal with its status and scopes, request, policy revision), so an
+    entry never goes stale: a revoked key is a different principal."""
+
+    def __init__(self, max_entries: int = 50_000):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, Decision] = OrderedDict()
+
+    def get(self, key: tuple) -> Decision | None:
+        decision = self._entries.get(key)
+        if decision is not None:
+            self._entries.move_to_end(key)
+        return decision
+
+    def put(self, key: tuple, decision: Decision) -> None:
+        self._entries[key] = decision
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 class Checker:
     def __init__(self, service: AuthService, policy: PolicyEngine):
         self.service = service
         self.policy = policy
+        self.decisions = DecisionCache()
 
     async def check(self, request: authz.CheckRequest) -> authz.CheckResponse:
         http = request.attributes.request.http
@@ -95,17 +118,26 @@ class Checker:
         principal: Principal | None = None
         if key and len(key) <= MAX_KEY_LEN:
             principal = await self.service.resolve(key)
-        policy_input = {
-            "principal": principal.as_policy_input() if principal else None,
-            "credential": {"present": bool(key)},
-            "request": {
-                "method": method,
-                "http_method": http.method,
-                "path": headers.get("x-envoy-original-path", http.path),
-                "model": requested_model(method, http.raw_body),
-            },
-        }
-        decision = self._decide(policy_input)
+        path = headers.get("x-envoy-original-path", http.path)
+        model = requested_model(method, http.raw_body)
+        # Everything the decision depends on: the input, and the policy + data revision.
+        cache_key = (principal, bool(key), method, http.method, path, model, self.policy.revision)
+        decision = self.decisions.get(cache_key)
+        if decision is None:
+            decision = self._decide(
+                {
+                    "principal": principal.as_policy_input() if principal else None,
+                    "credential": {"present": bool(key)},
+                    "request": {
+                        "method": method,
+                        "http_method": http.method,
+                        "path": path,
+                        "model": model,
+                    },
+                }
+            )
+            if decision.code != "policy_error":  # an engine failure is not an answer
+                self.decisions.put(cache_key, decision)
         # The transcoder rewrote REST requests to gRPC (and left the original path).
         grpc_client = "x-envoy-original-path" not in headers
         if not decision.allow:

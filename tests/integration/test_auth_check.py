@@ -13,8 +13,10 @@ from google.rpc import code_pb2
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
+from lockgate.policy import PolicyEngine
 from lockgate.router.v1 import router_service_pb2 as router_pb
 from services.auth.app import AuthSettings, build
+from services.auth.check import Checker
 
 CHAT = "/lockgate.router.v1.RouterService/OpenAIChatCompletions"
 
@@ -137,3 +139,24 @@ async def test_internal_methods_are_denied_at_the_edge(auth):
         check_request(admin_key, path="/lockgate.ledger.v1.LedgerService/RecordUsage")
     )
     assert reply.denied_response.status.code == 403
+
+
+async def test_decisions_are_cached_per_principal_request_and_policy_revision(tmp_path):
+    settings = AuthSettings(data_dir=tmp_path, grpc_port=0)
+    _server, service, engine = await build(settings)
+    checker = Checker(service, PolicyEngine())
+    evaluations = []
+    evaluate = checker.policy.evaluate
+    checker.policy.evaluate = lambda entry, inp: evaluations.append(inp) or evaluate(entry, inp)
+    admin_key = (tmp_path / "admin.key").read_text().strip()
+    try:
+        for _ in range(3):
+            assert (await checker.check(check_request(admin_key))).status.code == code_pb2.OK
+        assert len(evaluations) == 1
+        await checker.check(check_request(admin_key, model="other"))  # another request
+        assert len(evaluations) == 2
+        checker.policy.revision = "edited"  # a policy or data edit: decide again
+        await checker.check(check_request(admin_key))
+        assert len(evaluations) == 3
+    finally:
+        await engine.dispose()
