@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import TypeVar
 
 from lockgate.errors import InvalidRequest
+
+T = TypeVar("T")
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
@@ -31,3 +35,11 @@ def decode_cursor(token: str) -> int | None:
         return int(value)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("invalid page_token", param="page_token") from None
+
+
+def page_of(rows: list[T], size: int, position: Callable[[T], int]) -> tuple[list[T], str]:
+    """Rows fetched with a limit of size + 1 -> (the page, the token of the next one)."""
+    if len(rows) > size:
+        rows = rows[:size]
+        return rows, encode_cursor(position(rows[-1]))
+    return rows, ""

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lockgate.errors import InvalidRequest
-from lockgate.pagination import decode_cursor, encode_cursor, page_size
+from lockgate.pagination import decode_cursor, page_of, page_size
 from services.ledger.models import UsageEntry
 from services.ledger.store import UsageStore
 
@@ -52,7 +52,4 @@ class LedgerService:
         before = decode_cursor(page_token)
         async with self.sessions() as session:
             rows = await UsageStore(session).list_recent(tenant_id, size + 1, before)
-        if len(rows) > size:
-            rows = rows[:size]
-            return rows, encode_cursor(rows[-1].id)
-        return rows, ""
+        return page_of(rows, size, lambda entry: entry.id)

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from lockgate.errors import AlreadyExists, InvalidRequest, NotFound
 from lockgate.identity import Identity
 from lockgate.ids import new_id
-from lockgate.pagination import decode_cursor, encode_cursor, page_size
+from lockgate.pagination import decode_cursor, page_of, page_size
 from services.registry.models import Api
 from services.registry.store import ApiStore
 
@@ -89,7 +89,4 @@ class RegistryService:
         after = decode_cursor(page_token)
         async with self.sessions() as session:
             rows = await ApiStore(session).list_page(caller.tenant_id, size + 1, after)
-        if len(rows) > size:
-            rows = rows[:size]
-            return rows, encode_cursor(rows[-1].seq)
-        return rows, ""
+        return page_of(rows, size, lambda api: api.seq)
