@@ -1,10 +1,8 @@
 """python -m services.router"""
 
-import asyncio
-import signal
 import sys
 
-from lockgate.grpc_server import run
+from lockgate.grpc_server import run, serve_until_signalled
 from lockgate.logs import setup_logging
 from services.router.app import RouterApp, RouterSettings
 from services.router.config import ConfigError
@@ -22,15 +20,8 @@ async def main() -> None:
     except SpoolInUse as exc:
         print(f"lockgate router: {exc}; give each replica its own data dir", file=sys.stderr)
         raise SystemExit(2) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    await stop.wait()
-    assert app.server is not None
-    await app.server.stop()
-    await app.close()
+    # Drain in-flight calls first, then flush usage and close upstream connections.
+    await serve_until_signalled(await app.build_server(), on_stop=app.close)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ class RouterApp:
         )
         self.server: GrpcService | None = None
 
-    async def start(self) -> int:
+    async def build_server(self) -> GrpcService:
+        """Upstream connections, providers, the usage recorder and the (unstarted) server."""
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.max_upstream_connections),
             auto_decompress=True,
@@ -64,7 +65,10 @@ class RouterApp:
             return [SERVICE_NAME]
 
         self.server = GrpcService("router", self.settings, register)
-        return await self.server.start()
+        return self.server
+
+    async def start(self) -> int:
+        return await (await self.build_server()).start()
 
     async def close(self) -> None:
         """After the gRPC server drained: flush usage, close upstream connections."""
