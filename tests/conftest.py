@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 
 import asyncpg
 import pytest
+
+from lockgate.stack.ephemeral import free_ports
 
 PG_URL = os.environ.get("LOCKGATE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 async def _create_pg_database() -> tuple[str, str]:

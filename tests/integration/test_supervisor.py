@@ -121,12 +121,7 @@ import pytest  # noqa: E402
 
 from lockgate.stack import state as state_file  # noqa: E402
 from lockgate.stack.process import is_running  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port  # noqa: E402
 
 
 class Stack:
