@@ -40,6 +40,9 @@ class LockgateError(Exception):
 
     #: Machine-readable code (OpenAI's error.code), e.g. "model_not_found".
     default_code: str | None = None
+    #: Seconds the caller should wait before retrying (sent as Retry-After),
+    #: when known; set on rate limits and on upstream failures that carry one.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
         super().__init__(message)

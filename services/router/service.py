@@ -85,7 +85,9 @@ class Router:
             for target in targets:
                 self._aim(call, target)
                 try:
-                    reply = await target.provider.chat(body, target.config.model)
+                    reply = await target.provider.chat(
+                        body, target.config.model, self.config.timeouts_of(target.deployment)
+                    )
                 except LockgateError as exc:
                     last = exc
                     if not _retryable(exc):
@@ -113,7 +115,9 @@ class Router:
             last: LockgateError | None = None
             for target in targets:
                 self._aim(call, target)
-                chunks = target.provider.stream_chat(body, target.config.model)
+                chunks = target.provider.stream_chat(
+                    body, target.config.model, self.config.timeouts_of(target.deployment)
+                )
                 try:
                     first = await anext(chunks)
                 except StopAsyncIteration:

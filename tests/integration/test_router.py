@@ -34,7 +34,7 @@ providers:
   limited: {{type: openai, base_url: "http://127.0.0.1:{limited}/v1"}}
   dropping: {{type: openai, base_url: "http://127.0.0.1:{dropping}/v1"}}
   slow: {{type: openai, base_url: "http://127.0.0.1:{slow}/v1"}}
-  nowhere: {{type: openai, base_url: "http://127.0.0.1:9/v1", connect_timeout_seconds: 1}}
+  nowhere: {{type: openai, base_url: "http://127.0.0.1:9/v1", timeouts: {{connect: 1}}}}
 deployments:
   good: {{provider: good, model: sim-small}}
   failing: {{provider: failing, model: sim-small}}

@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from lockgate.common.v1 import common_pb2 as lockgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/router/v1/router_service.proto\x12\x12lockgate.router.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1flockgate/common/v1/common.proto\"G\n\x1cOpenAIChatCompletionsRequest\x12\'\n\thttp_body\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"\x19\n\x17OpenAIListModelsRequest\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xb8\x01\n\x0e\x43hatParameters\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seed\"\x97\x01\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".lockgate.router.v1.ChatParameters\"d\n\nChatChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x30\n\x07message\x18\x02 \x01(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\xbe\x01\n\x1c\x43reateChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1e.lockgate.router.v1.ChatChoice\x12-\n\x05usage\x18\x05 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x97\x01\n\x1bStreamChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".lockgate.router.v1.ChatParameters\"*\n\tChatDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"b\n\x0cStreamChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12,\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1d.lockgate.router.v1.ChatDelta\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\xc0\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07\x63hoices\x18\x04 \x03(\x0b\x32 .lockgate.router.v1.StreamChoice\x12-\n\x05usage\x18\x05 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nrequest_id\x18\x06 \x01(\t2\xc9\x04\n\rRouterService\x12\x8a\x01\n\x15OpenAIChatCompletions\x12\x30.lockgate.router.v1.OpenAIChatCompletionsRequest\x1a\x14.google.api.HttpBody\"\'\x82\xd3\xe4\x93\x02!\"\x14/v1/chat/completions:\thttp_body0\x01\x12i\n\x10OpenAIListModels\x12+.lockgate.router.v1.OpenAIListModelsRequest\x1a\x14.google.api.HttpBody\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x9e\x01\n\x14\x43reateChatCompletion\x12/.lockgate.router.v1.CreateChatCompletionRequest\x1a\x30.lockgate.router.v1.CreateChatCompletionResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/router/v1/chat:complete:\x01*\x12\x9e\x01\n\x14StreamChatCompletion\x12/.lockgate.router.v1.StreamChatCompletionRequest\x1a\x30.lockgate.router.v1.StreamChatCompletionResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/router/v1/chat:stream:\x01*0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/router/v1/router_service.proto\x12\x12lockgate.router.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1flockgate/common/v1/common.proto\"G\n\x1cOpenAIChatCompletionsRequest\x12\'\n\thttp_body\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"C\n\x18\x41nthropicMessagesRequest\x12\'\n\thttp_body\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"B\n\x17OpenAIEmbeddingsRequest\x12\'\n\thttp_body\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"\x19\n\x17OpenAIListModelsRequest\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xb8\x01\n\x0e\x43hatParameters\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seed\"\x97\x01\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".lockgate.router.v1.ChatParameters\"d\n\nChatChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x30\n\x07message\x18\x02 \x01(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\xbe\x01\n\x1c\x43reateChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x1e.lockgate.router.v1.ChatChoice\x12-\n\x05usage\x18\x05 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x97\x01\n\x1bStreamChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.lockgate.router.v1.ChatMessage\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".lockgate.router.v1.ChatParameters\"*\n\tChatDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"b\n\x0cStreamChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12,\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1d.lockgate.router.v1.ChatDelta\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\xc0\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07\x63hoices\x18\x04 \x03(\x0b\x32 .lockgate.router.v1.StreamChoice\x12-\n\x05usage\x18\x05 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nrequest_id\x18\x06 \x01(\t2\xbf\x06\n\rRouterService\x12\x8a\x01\n\x15OpenAIChatCompletions\x12\x30.lockgate.router.v1.OpenAIChatCompletionsRequest\x1a\x14.google.api.HttpBody\"\'\x82\xd3\xe4\x93\x02!\"\x14/v1/chat/completions:\thttp_body0\x01\x12z\n\x11\x41nthropicMessages\x12,.lockgate.router.v1.AnthropicMessagesRequest\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x0c/v1/messages:\thttp_body0\x01\x12x\n\x10OpenAIEmbeddings\x12+.lockgate.router.v1.OpenAIEmbeddingsRequest\x1a\x14.google.api.HttpBody\"!\x82\xd3\xe4\x93\x02\x1b\"\x0e/v1/embeddings:\thttp_body\x12i\n\x10OpenAIListModels\x12+.lockgate.router.v1.OpenAIListModelsRequest\x1a\x14.google.api.HttpBody\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x9e\x01\n\x14\x43reateChatCompletion\x12/.lockgate.router.v1.CreateChatCompletionRequest\x1a\x30.lockgate.router.v1.CreateChatCompletionResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/router/v1/chat:complete:\x01*\x12\x9e\x01\n\x14StreamChatCompletion\x12/.lockgate.router.v1.StreamChatCompletionRequest\x1a\x30.lockgate.router.v1.StreamChatCompletionResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/router/v1/chat:stream:\x01*0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROUTERSERVICE'].methods_by_name['OpenAIChatCompletions']._loaded_options = None
   _globals['_ROUTERSERVICE'].methods_by_name['OpenAIChatCompletions']._serialized_options = b'\202\323\344\223\002!\"\024/v1/chat/completions:\thttp_body'
+  _globals['_ROUTERSERVICE'].methods_by_name['AnthropicMessages']._loaded_options = None
+  _globals['_ROUTERSERVICE'].methods_by_name['AnthropicMessages']._serialized_options = b'\202\323\344\223\002\031\"\014/v1/messages:\thttp_body'
+  _globals['_ROUTERSERVICE'].methods_by_name['OpenAIEmbeddings']._loaded_options = None
+  _globals['_ROUTERSERVICE'].methods_by_name['OpenAIEmbeddings']._serialized_options = b'\202\323\344\223\002\033\"\016/v1/embeddings:\thttp_body'
   _globals['_ROUTERSERVICE'].methods_by_name['OpenAIListModels']._loaded_options = None
   _globals['_ROUTERSERVICE'].methods_by_name['OpenAIListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
   _globals['_ROUTERSERVICE'].methods_by_name['CreateChatCompletion']._loaded_options = None
@@ -44,26 +48,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTERSERVICE'].methods_by_name['StreamChatCompletion']._serialized_options = b'\202\323\344\223\002\033\"\026/router/v1/chat:stream:\001*'
   _globals['_OPENAICHATCOMPLETIONSREQUEST']._serialized_start=153
   _globals['_OPENAICHATCOMPLETIONSREQUEST']._serialized_end=224
-  _globals['_OPENAILISTMODELSREQUEST']._serialized_start=226
-  _globals['_OPENAILISTMODELSREQUEST']._serialized_end=251
-  _globals['_CHATMESSAGE']._serialized_start=253
-  _globals['_CHATMESSAGE']._serialized_end=311
-  _globals['_CHATPARAMETERS']._serialized_start=314
-  _globals['_CHATPARAMETERS']._serialized_end=498
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=501
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=652
-  _globals['_CHATCHOICE']._serialized_start=654
-  _globals['_CHATCHOICE']._serialized_end=754
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=757
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=947
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=950
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=1101
-  _globals['_CHATDELTA']._serialized_start=1103
-  _globals['_CHATDELTA']._serialized_end=1145
-  _globals['_STREAMCHOICE']._serialized_start=1147
-  _globals['_STREAMCHOICE']._serialized_end=1245
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=1248
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=1440
-  _globals['_ROUTERSERVICE']._serialized_start=1443
-  _globals['_ROUTERSERVICE']._serialized_end=2028
+  _globals['_ANTHROPICMESSAGESREQUEST']._serialized_start=226
+  _globals['_ANTHROPICMESSAGESREQUEST']._serialized_end=293
+  _globals['_OPENAIEMBEDDINGSREQUEST']._serialized_start=295
+  _globals['_OPENAIEMBEDDINGSREQUEST']._serialized_end=361
+  _globals['_OPENAILISTMODELSREQUEST']._serialized_start=363
+  _globals['_OPENAILISTMODELSREQUEST']._serialized_end=388
+  _globals['_CHATMESSAGE']._serialized_start=390
+  _globals['_CHATMESSAGE']._serialized_end=448
+  _globals['_CHATPARAMETERS']._serialized_start=451
+  _globals['_CHATPARAMETERS']._serialized_end=635
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=638
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=789
+  _globals['_CHATCHOICE']._serialized_start=791
+  _globals['_CHATCHOICE']._serialized_end=891
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=894
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=1084
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=1087
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=1238
+  _globals['_CHATDELTA']._serialized_start=1240
+  _globals['_CHATDELTA']._serialized_end=1282
+  _globals['_STREAMCHOICE']._serialized_start=1284
+  _globals['_STREAMCHOICE']._serialized_end=1382
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=1385
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=1577
+  _globals['_ROUTERSERVICE']._serialized_start=1580
+  _globals['_ROUTERSERVICE']._serialized_end=2411
 # @@protoc_insertion_point(module_scope)

@@ -48,6 +48,16 @@ class RouterServiceStub:
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIChatCompletionsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.AnthropicMessages = channel.unary_stream(
+                '/lockgate.router.v1.RouterService/AnthropicMessages',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.AnthropicMessagesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.OpenAIEmbeddings = channel.unary_unary(
+                '/lockgate.router.v1.RouterService/OpenAIEmbeddings',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIEmbeddingsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.OpenAIListModels = channel.unary_unary(
                 '/lockgate.router.v1.RouterService/OpenAIListModels',
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIListModelsRequest.SerializeToString,
@@ -85,6 +95,22 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnthropicMessages(self, request, context):
+        """Anthropic-compatible Messages API, routable to any provider: the request
+        and response (JSON, or SSE with Anthropic's event sequence) are exactly
+        Anthropic's, errors are Anthropic error JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenAIEmbeddings(self, request, context):
+        """OpenAI-compatible embeddings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def OpenAIListModels(self, request, context):
         """OpenAI-compatible model list: the aliases the caller may use.
         """
@@ -112,6 +138,16 @@ def add_RouterServiceServicer_to_server(servicer, server):
             'OpenAIChatCompletions': grpc.unary_stream_rpc_method_handler(
                     servicer.OpenAIChatCompletions,
                     request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIChatCompletionsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'AnthropicMessages': grpc.unary_stream_rpc_method_handler(
+                    servicer.AnthropicMessages,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.AnthropicMessagesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'OpenAIEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenAIEmbeddings,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIEmbeddingsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'OpenAIListModels': grpc.unary_unary_rpc_method_handler(
@@ -164,6 +200,60 @@ class RouterService:
             target,
             '/lockgate.router.v1.RouterService/OpenAIChatCompletions',
             lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIChatCompletionsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnthropicMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockgate.router.v1.RouterService/AnthropicMessages',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.AnthropicMessagesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenAIEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterService/OpenAIEmbeddings',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.OpenAIEmbeddingsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,

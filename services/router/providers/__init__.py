@@ -1,13 +1,30 @@
-"""Provider adapters, one module each, behind the Provider protocol (base.py)."""
+"""Provider adapters, one module each, behind the Provider protocol (base.py).
 
+Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import aiohttp
+
+from services.router.config import ProviderConfig
 from services.router.providers.base import Provider
-from services.router.providers.openai import OpenAIProvider
 
-__all__ = ["Provider", "OpenAIProvider", "build_provider"]
+__all__ = ["Provider", "build_provider"]
+
+#: ProviderConfig.type -> "module:class".
+ADAPTERS = {
+    "openai": "services.router.providers.openai:OpenAIProvider",
+    "azure": "services.router.providers.azure:AzureOpenAIProvider",
+    "mistral": "services.router.providers.mistral:MistralProvider",
+    "anthropic": "services.router.providers.anthropic:AnthropicProvider",
+    "gemini": "services.router.providers.gemini:GeminiProvider",
+}
 
 
-def build_provider(name, config, session) -> Provider:
+def build_provider(name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
     """The adapter for a provider config entry."""
-    if config.type == "openai":
-        return OpenAIProvider(name, config, session)
-    raise ValueError(f"unknown provider type {config.type!r}")  # config validation prevents this
+    module, _, cls = ADAPTERS[config.type].partition(":")
+    return getattr(importlib.import_module(module), cls)(name, config, session)

@@ -1,0 +1,272 @@
+"""Upstream HTTP shared by every provider adapter: bounded bodies, timeouts,
+an SSE reader, and one mapping from transport failures and provider statuses
+to lockgate.errors.
+
+The base URL is always the admin-configured one (ProviderConfig.base_url);
+adapters only append documented paths to it, so a request can never steer the
+gateway to another host (SSRF).
+
+Timeouts (TimeoutsConfig): `connect` bounds the TCP/TLS handshake;
+`first_token` the wait for the response headers and, for a stream, its first
+event; `total` the whole attempt, stream included. The caller's own deadline
+is applied by the router by shrinking `total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from lockgate.errors import (
+    InvalidRequest,
+    LockgateError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from lockgate.logs import redact
+from services.router.config import TimeoutsConfig
+
+#: Bound on the part of an error body we read (the message is all we keep).
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: its `event:` name ("" when absent) and `data:`."""
+
+    event: str
+    data: bytes
+
+
+#: Maps a non-2xx answer to an error: (status, parsed JSON body or None,
+#: body text, headers) -> error, or None to use the default mapping.
+ErrorHook = Callable[[int, object, str, "aiohttp.typedefs.LooseHeaders"], LockgateError | None]
+
+
+class UpstreamHTTP:
+    """One provider's view of the shared connection pool."""
+
+    def __init__(
+        self,
+        provider: str,
+        session: aiohttp.ClientSession,
+        *,
+        max_response_bytes: int = 16 * 1024 * 1024,
+        error_hook: ErrorHook | None = None,
+    ):
+        self.provider = provider
+        self.session = session
+        self.max_response_bytes = max_response_bytes
+        self.error_hook = error_hook
+
+    async def post_json(
+        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
+    ) -> dict:
+        """POST a JSON body; the JSON object answered, or a mapped LockgateError."""
+        try:
+            async with asyncio.timeout(timeouts.total):
+                async with self.session.post(
+                    url, data=orjson.dumps(payload), headers=headers,
+                    timeout=_client_timeout(timeouts),
+                ) as resp:
+                    if resp.status >= 300:
+                        raise await self._status_error(resp)
+                    raw = await resp.content.read(self.max_response_bytes + 1)
+                    if len(raw) > self.max_response_bytes:
+                        raise UpstreamError(f"provider {self.provider!r} sent an oversized response")
+        except LockgateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
+            raise self.transport_error(exc) from None
+        try:
+            reply = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"provider {self.provider!r} sent invalid JSON") from None
+        if not isinstance(reply, dict):
+            raise UpstreamError(f"provider {self.provider!r} sent an unexpected response")
+        return reply
+
+    async def post_sse(
+        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
+    ) -> AsyncIterator[SSEEvent]:
+        """POST, then the server-sent events of the answer, each bounded in size.
+
+        The first event must arrive within `first_token`, every later one
+        within what is left of `total`. Closing the generator closes the
+        connection (a client that went away frees the provider at once).
+        """
+        deadline = time.monotonic() + timeouts.total
+        first_by = time.monotonic() + min(timeouts.first_token, timeouts.total)
+        try:
+            async with asyncio.timeout_at(_loop_time(first_by)):
+                resp = await self.session.post(
+                    url, data=orjson.dumps(payload), headers=headers,
+                    timeout=_client_timeout(timeouts),
+                )
+            completed = False
+            try:
+                if resp.status >= 300:
+                    raise await self._status_error(resp)
+                async for event in _sse_events(
+                    resp.content, self.max_response_bytes, first_by, deadline
+                ):
+                    yield event
+                completed = True
+            finally:
+                # A stream read to its end goes back to the pool; one abandoned
+                # midway is closed so the provider stops generating.
+                resp.release() if completed else resp.close()
+        except LockgateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
+            raise self.transport_error(exc) from None
+
+    def transport_error(self, exc: BaseException) -> LockgateError:
+        name = self.provider
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return UpstreamTimeout(f"provider {name!r} timed out")
+        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            return UpstreamUnavailable(f"provider {name!r} is unreachable")
+        if isinstance(
+            exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | ConnectionError
+        ):
+            return UpstreamError(f"provider {name!r} closed the connection")
+        return UpstreamError(f"provider {name!r} failed: {type(exc).__name__}")
+
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> LockgateError:
+        raw = await resp.content.read(MAX_ERROR_BYTES)
+        try:
+            parsed: object = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        text = raw[:500].decode(errors="replace")
+        if self.error_hook is not None:
+            mapped = self.error_hook(resp.status, parsed, text, resp.headers)
+            if mapped is not None:
+                return mapped
+        return status_error(
+            self.provider, resp.status, error_message(parsed) or text,
+            retry_after=retry_after_seconds(resp.headers),
+        )
+
+
+def status_error(
+    provider: str, status: int, detail: str, *, retry_after: float | None = None,
+    code: str | None = None,
+) -> LockgateError:
+    """The default mapping of a provider's non-2xx status.
+
+    429, 5xx and 529 are retryable upstream failures; 400-class answers are
+    the caller's (returned as they are); 401/403 mean the gateway's own
+    provider credentials are wrong, which is not the caller's fault.
+    """
+    detail = redact(detail)[:500]
+    where = f"provider {provider!r} answered {status}"
+    if status == 429:
+        error: LockgateError = RateLimited(f"{where}: {detail}", code=code or "upstream_rate_limited")
+    elif status in (400, 404, 409, 413, 422):
+        error = InvalidRequest(f"{where}: {detail}", code=code or "upstream_invalid_request")
+    elif status in (401, 403):
+        error = UpstreamError(f"{where}: the gateway's credentials were rejected")
+    elif status in (502, 503, 504, 529):
+        error = UpstreamUnavailable(f"{where}: {detail}", code=code)
+    else:
+        error = UpstreamError(f"{where}: {detail}", code=code)
+    error.retry_after = retry_after
+    return error
+
+
+def error_message(payload: object) -> str:
+    """`error.message` of OpenAI, Anthropic, Gemini and Mistral error bodies."""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+        if isinstance(payload.get("message"), str):
+            return payload["message"]
+    return ""
+
+
+def retry_after_seconds(headers) -> float | None:
+    """`retry-after-ms` (OpenAI), or `retry-after` as seconds or an HTTP date."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def api_key(env_name: str | None) -> str | None:
+    """The provider key from the named environment variable (never from config)."""
+    return os.environ.get(env_name) if env_name else None
+
+
+def _client_timeout(timeouts: TimeoutsConfig) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
+async def _sse_events(
+    content: aiohttp.StreamReader, max_bytes: int, first_by: float, deadline: float
+) -> AsyncIterator[SSEEvent]:
+    """Parse text/event-stream: `event:` and `data:` fields (several data lines
+    joined by newlines), comments and unknown fields ignored, an event ends at
+    a blank line. Each read is bounded by the time left."""
+    event = ""
+    data: list[bytes] = []
+    size = 0
+    by = first_by
+    while True:
+        async with asyncio.timeout_at(_loop_time(by)):
+            line = await content.readline()
+        if not line:
+            if data:
+                yield SSEEvent(event, b"\n".join(data))
+            return
+        line = line.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield SSEEvent(event, b"\n".join(data))
+                by = deadline
+            event, data, size = "", [], 0
+            continue
+        size += len(line)
+        if size > max_bytes:
+            raise UpstreamError("provider sent an oversized stream event")
+        if line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value.decode(errors="replace")
