@@ -9,7 +9,6 @@ or gRPC. The policy input is documented in policies/lockgate/access/access.rego.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import orjson
@@ -18,7 +17,8 @@ from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from lockgate.identity import KEY_ID, PREFIX, ROLES, TENANT_ID
+from lockgate.identity import KEY_ID, MODELS, PREFIX, ROLES, TENANT_ID, TENANT_NAME
+from lockgate.lru import BoundedLRU
 from lockgate.policy import PolicyEngine
 from lockgate.router.v1 import router_service_pb2 as router_pb
 from services.auth.principals import Principal
@@ -83,32 +83,13 @@ class Decision:
     reason: str
 
 
-class DecisionCache:
-    """Bounded LRU of access decisions. Keys hold everything a decision depends
-    on (principal with its status and scopes, request, policy revision), so an
-    entry never goes stale: a revoked key is a different principal."""
-
-    def __init__(self, max_entries: int = 50_000):
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple, Decision] = OrderedDict()
-
-    def get(self, key: tuple) -> Decision | None:
-        decision = self._entries.get(key)
-        if decision is not None:
-            self._entries.move_to_end(key)
-        return decision
-
-    def put(self, key: tuple, decision: Decision) -> None:
-        self._entries[key] = decision
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-
 class Checker:
     def __init__(self, service: AuthService, policy: PolicyEngine):
         self.service = service
         self.policy = policy
-        self.decisions = DecisionCache()
+        # Keys hold everything a decision depends on (principal with its status
+        # and scopes, request, policy revision), so an entry never goes stale.
+        self.decisions: BoundedLRU[tuple, Decision] = BoundedLRU()
 
     async def check(self, request: authz.CheckRequest) -> authz.CheckResponse:
         http = request.attributes.request.http
@@ -173,6 +154,8 @@ def _allowed(principal: Principal, headers: dict[str, str]) -> authz.CheckRespon
         TENANT_ID: principal.tenant_id,
         KEY_ID: principal.key_id,
         ROLES: ",".join(principal.roles),
+        TENANT_NAME: principal.tenant_name,
+        MODELS: ",".join(principal.models),
     }
     # Strip every client-sent identity header we do not overwrite, and the credential.
     spoofed = [h for h in headers if h.startswith(PREFIX) and h not in identity]

@@ -24,6 +24,9 @@ DEFAULT_TENANT = "default"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MAX_KEY_NAME = 128
 MAX_MODELS = 100
+#: Model aliases a key may be scoped to: the gateway config's alias names (no
+#: commas, so the scope travels as one x-lockgate-models header).
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +86,11 @@ class AuthService:
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:
             raise InvalidRequest(f"unknown roles {unknown}; valid: {list(ROLES)}", param="roles")
-        if len(models) > MAX_MODELS or any(not m or len(m) > 256 for m in models):
-            raise InvalidRequest("invalid model list", param="models")
+        if len(models) > MAX_MODELS or not all(_MODEL.match(m) for m in models):
+            raise InvalidRequest(
+                f"models: at most {MAX_MODELS} model aliases (letters, digits and ._:-)",
+                param="models",
+            )
         async with self.sessions() as session, session.begin():
             store = AuthStore(session)
             tenant = await self._visible_tenant(store, caller, tenant_ref)

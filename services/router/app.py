@@ -8,14 +8,19 @@ import aiohttp
 from pydantic_settings import SettingsConfigDict
 
 from lockgate.grpc_server import GrpcService
+from lockgate.policy import PolicyEngine
+from lockgate.prices import shipped_price_book
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import ServiceSettings
-from services.router.config import load_gateway_config
+from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
+from services.router.health import HealthBoard
 from services.router.metering import UsageRecorder
-from services.router.providers import build_provider
+from services.router.reload import GENERATION, ConfigWatcher
+from services.router.routing_policy import RoutingPolicy
 from services.router.service import Router
 from services.router.servicer import RouterServicer
+from services.router.table import TableHolder, build_table
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -31,6 +36,11 @@ class RouterSettings(ServiceSettings):
     #: Bound of the usage spool (entries the ledger has not acknowledged yet);
     #: when it is full the router answers 503 instead of serving unmetered calls.
     max_usage_spool_bytes: int = 1 << 30
+    #: Policy root (default: the repository's policies/); routing policy is
+    #: `lockgate/routing/decision`.
+    policy_dir: Path | None = None
+    #: Seconds between checks of the gateway config file for changes (0: never).
+    config_reload_interval: float = 1.0
 
 
 class RouterApp:
@@ -38,8 +48,15 @@ class RouterApp:
 
     def __init__(self, settings: RouterSettings):
         self.settings = settings
-        self.config = load_gateway_config(settings.gateway_config)
+        self.config_path = settings.gateway_config or DEFAULT_CONFIG
+        self.config = load_gateway_config(self.config_path)
+        self.policy = PolicyEngine(settings.policy_dir) if settings.policy_dir else PolicyEngine()
         self.session: aiohttp.ClientSession | None = None
+        self.tables: TableHolder | None = None
+        self.health = HealthBoard(
+            self.config.routing.circuit_breaker, self.config.routing.latency_ewma_alpha
+        )
+        self.watcher: ConfigWatcher | None = None
         self.recorder = UsageRecorder(
             settings.ledger_address,
             settings.data_dir / "spool",
@@ -52,13 +69,19 @@ class RouterApp:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.max_upstream_connections),
             auto_decompress=True,
+            read_bufsize=1 << 20,  # one SSE line may be large (tool arguments, images)
         )
-        providers = {
-            name: build_provider(name, cfg, self.session)
-            for name, cfg in self.config.providers.items()
-        }
-        router = Router(self.config, providers, self.recorder)
+        self.tables = TableHolder(
+            build_table(self.config, 1, self.session, self.health, shipped_price_book())
+        )
+        GENERATION.set(1)
+        router = Router(self.tables, self.recorder, RoutingPolicy(self.policy))
         await self.recorder.start()
+        if self.settings.config_reload_interval > 0:
+            self.watcher = ConfigWatcher(
+                self.config_path, self.apply_config, self.settings.config_reload_interval
+            )
+            self.watcher.start()
 
         def register(server) -> list[str]:
             pb_grpc.add_RouterServiceServicer_to_server(RouterServicer(router), server)
@@ -70,8 +93,21 @@ class RouterApp:
     async def start(self) -> int:
         return await (await self.build_server()).start()
 
+    def apply_config(self, config: GatewayConfig) -> None:
+        """Swap in a new routing table (in-flight calls keep the old one)."""
+        assert self.tables is not None and self.session is not None
+        current = self.tables.current
+        self.tables.current = build_table(
+            config, current.generation + 1, self.session, self.health, shipped_price_book(),
+            previous=current,
+        )
+        self.config = config
+        GENERATION.set(self.tables.current.generation)
+
     async def close(self) -> None:
         """After the gRPC server drained: flush usage, close upstream connections."""
+        if self.watcher is not None:
+            await self.watcher.close()
         await self.recorder.close()
         if self.session is not None:
             await self.session.close()

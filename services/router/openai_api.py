@@ -21,6 +21,34 @@ class TokenCounts:
 
 def parse_chat_request(raw: bytes) -> dict:
     """The request body as a dict, or InvalidRequest saying what is wrong."""
+    return validate_chat_request(_json_object(raw))
+
+
+def parse_embeddings_request(raw: bytes) -> dict:
+    """An OpenAI embeddings request: model, and input as a string, a list of
+    strings, a token array or a list of token arrays."""
+    body = _json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    value = body.get("input")
+    if isinstance(value, str):
+        ok = bool(value)
+    elif isinstance(value, list) and value:
+        ok = all(isinstance(v, str) and v for v in value) or all(
+            isinstance(v, int) for v in value
+        ) or all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value)
+    else:
+        ok = False
+    if not ok:
+        raise InvalidRequest(
+            "'input' must be a non-empty string, array of strings, or array of token arrays",
+            param="input",
+        )
+    return body
+
+
+def _json_object(raw: bytes) -> dict:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -30,7 +58,7 @@ def parse_chat_request(raw: bytes) -> dict:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
-    return validate_chat_request(body)
+    return body
 
 
 def validate_chat_request(body: dict) -> dict:

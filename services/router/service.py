@@ -1,24 +1,63 @@
-"""Router use cases: alias -> deployments -> provider call, with failover and metering."""
+"""Router use cases: alias -> allowed deployments -> ordered by strategy ->
+provider calls with retries, circuit breakers and failover -> metering.
+
+For each call:
+
+1. the alias is looked up in the current routing table (404 when unknown);
+2. routing policy keeps the deployments this caller may use (403 when none);
+3. the alias's strategy orders them (strategies.py);
+4. each deployment in turn, skipping those whose breaker is open or that are
+   at their in-flight limit: up to `retry.attempts` attempts, with jittered
+   exponential backoff (or the provider's Retry-After when it is short
+   enough), for retryable failures only (429, 5xx, 529, timeouts, connection
+   resets); then the next deployment. Everything is bounded by the call's
+   deadline (the alias's `timeout_seconds` and the caller's gRPC deadline);
+5. streams fail over only until their first chunk: after it a failure ends
+   the stream (the servicer reports it in-band) and what was delivered is
+   billed;
+6. the call is metered (metering.py), errors and cancellations included.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lockgate.errors import LockgateError, ModelNotFound, RateLimited, UpstreamError
+from lockgate.errors import (
+    LockgateError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from lockgate.identity import Identity
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
-from services.router.config import DeploymentConfig, GatewayConfig
+from lockgate.metrics import Counter
+from services.router import strategies
+from services.router.config import RetryConfig, TimeoutsConfig
 from services.router.convert import token_usage
 from services.router.metering import UsageRecorder
 from services.router.openai_api import TokenCounts, usage_of
-from services.router.providers import Provider
+from services.router.routing_policy import RoutingPolicy
+from services.router.table import Deployment, RoutingTable, TableHolder
 
 log = logging.getLogger("lockgate.router")
+T = TypeVar("T")
+
+ATTEMPTS = Counter(
+    "lockgate_router_attempts_total", "Provider attempts by deployment and outcome",
+    ["deployment", "outcome"],
+)
+#: Rough bytes-per-token ratio for the lowest-cost strategy's input estimate
+#: (ranking only, never billing).
+_BYTES_PER_TOKEN = 4
 
 
 @dataclass(slots=True)
@@ -26,135 +65,250 @@ class Call:
     """One inference call: who asked, for what, and what happened (for the ledger)."""
 
     request_id: str
-    tenant_id: str
-    key_id: str
+    caller: Identity
     alias: str
+    kind: str = "chat"
     streamed: bool = False
+    #: time.monotonic() by which the call must be over (None: the alias's timeout only).
+    deadline: float | None = None
     started: float = field(default_factory=time.perf_counter)
     deployment: str = ""
     provider: str = ""
     provider_model: str = ""
+    attempts: int = 0
     usage: TokenCounts | None = None
     first_token_at: float | None = None
     error: LockgateError | None = None
     #: The client went away before the answer was complete.
     cancelled: bool = False
+    cache_hit: bool = False
+
+    @property
+    def tenant_id(self) -> str:
+        return self.caller.tenant_id
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    deployment: str
-    config: DeploymentConfig
-    provider: Provider
-
-
-def _retryable(exc: LockgateError) -> bool:
+def retryable(exc: LockgateError) -> bool:
+    """Failures that say something about the deployment, not about the request."""
     return isinstance(exc, UpstreamError | RateLimited)
+
+
+def backoff_delay(
+    attempt: int, retry: RetryConfig, retry_after: float | None,
+    rng: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before the next attempt on the same deployment, or None
+    to fail over at once (the provider asked for a longer pause than we wait)."""
+    if retry_after is not None:
+        return retry_after if retry_after <= retry.max_retry_after else None
+    ceiling = min(retry.max_backoff, retry.initial_backoff * (2**attempt))
+    return ceiling / 2 + rng() * ceiling / 2  # "equal jitter": spread, never zero
 
 
 class Router:
     def __init__(
-        self, config: GatewayConfig, providers: dict[str, Provider], recorder: UsageRecorder
+        self,
+        tables: TableHolder,
+        recorder: UsageRecorder,
+        policy: RoutingPolicy | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
-        self.config = config
-        self.providers = providers
+        self.tables = tables
         self.recorder = recorder
+        self.policy = policy
+        self.rng = rng
+        self.sleep = sleep
 
-    def aliases(self) -> list[str]:
-        return sorted(self.config.models)
+    # -- queries ------------------------------------------------------------------
 
-    def targets(self, alias: str) -> list[Target]:
-        cfg = self.config.models.get(alias)
-        if cfg is None:
-            raise ModelNotFound(
-                f"The model `{alias}` does not exist or you do not have access to it.",
-                param="model",
-            )
+    def aliases(self, caller: Identity, kind: str | None = None) -> list[str]:
+        """The aliases this caller may use (GET /v1/models), sorted."""
+        table = self.tables.current
         out = []
-        for name in cfg.deployments:
-            dep = self.config.deployments[name]
-            out.append(Target(name, dep, self.providers[dep.provider]))
+        for alias, cfg in sorted(table.config.models.items()):
+            if kind is not None and cfg.kind != kind:
+                continue
+            if caller.models and alias not in caller.models:
+                continue
+            if self.policy is not None and not self.policy.decide(
+                caller, alias, cfg.kind, table.policy_view(alias), table.generation
+            ).alias_allowed:
+                continue
+            out.append(alias)
         return out
 
+    def plan(self, call: Call, table: RoutingTable, body: dict) -> list[Deployment]:
+        """The deployments to try for this call, in order."""
+        cfg = table.alias(call.alias, call.kind)
+        candidates = table.candidates(call.alias)
+        if self.policy is not None:
+            allowed = set(self.policy.allowed(
+                call.caller, call.alias, call.kind, table.policy_view(call.alias),
+                table.generation,
+            ))
+            candidates = [c for c in candidates if c.deployment in allowed]
+        if cfg.strategy == "lowest-cost":
+            input_tokens = max(1, len(str(body.get("messages") or body.get("input") or ""))
+                               // _BYTES_PER_TOKEN)
+        else:
+            input_tokens = 0
+        output = body.get("max_completion_tokens") or body.get("max_tokens")
+        return strategies.order(
+            cfg.strategy, candidates, streamed=call.streamed, input_tokens=input_tokens,
+            output_tokens=output if isinstance(output, int) else None, rng=self.rng,
+        )
+
+    # -- calls ----------------------------------------------------------------------
+
     async def chat(self, call: Call, body: dict) -> dict:
-        """A complete chat completion; fails over to the next deployment on retryable errors."""
+        """A complete chat completion."""
+        return await self._unary(call, body, lambda d, t: d.provider.chat(body, d.config.model, t))
+
+    async def embed(self, call: Call, body: dict) -> dict:
+        """An embeddings list."""
+        call.kind = "embeddings"
+        return await self._unary(call, body, lambda d, t: d.provider.embed(body, d.config.model, t))
+
+    async def _unary(
+        self, call: Call, body: dict, op: Callable[[Deployment, TimeoutsConfig], Awaitable[dict]]
+    ) -> dict:
         self.recorder.check_capacity()
         try:
-            targets = self.targets(call.alias)
-            last: LockgateError | None = None
-            for target in targets:
-                self._aim(call, target)
-                try:
-                    reply = await target.provider.chat(
-                        body, target.config.model, self.config.timeouts_of(target.deployment)
-                    )
-                except LockgateError as exc:
-                    last = exc
-                    if not _retryable(exc):
-                        raise
-                    log.warning("deployment failed", extra={"deployment": target.deployment,
-                                                              "error": exc.code})
-                    continue
-                call.usage = usage_of(reply)
-                return reply
-            assert last is not None
-            raise last
+            reply, _ = await self._attempt_in_turn(call, body, op)
+            call.usage = usage_of(reply)
+            return reply
         except LockgateError as exc:
             call.error = exc
+            raise
+        except asyncio.CancelledError:
+            call.cancelled = True
             raise
         finally:
             self.meter(call)
 
     async def stream(self, call: Call, body: dict) -> AsyncIterator[dict]:
-        """Chunks of a streamed completion. Failover happens only before the first
-        chunk; after it an error propagates and the caller ends the stream in-band."""
+        """Chunks of a streamed completion; failover only before the first chunk."""
         call.streamed = True
         self.recorder.check_capacity()
+        chunks: AsyncIterator[dict] | None = None
+        deployment: Deployment | None = None
         try:
-            targets = self.targets(call.alias)
-            last: LockgateError | None = None
-            for target in targets:
-                self._aim(call, target)
-                chunks = target.provider.stream_chat(
-                    body, target.config.model, self.config.timeouts_of(target.deployment)
-                )
+            async def first_chunk(d: Deployment, t: TimeoutsConfig) -> tuple[dict, AsyncIterator]:
+                stream = d.provider.stream_chat(body, d.config.model, t)
                 try:
-                    first = await anext(chunks)
+                    return await anext(stream), stream
                 except StopAsyncIteration:
-                    last = UpstreamError(f"provider {target.provider.name!r} sent an empty stream")
-                    continue
-                except LockgateError as exc:
-                    last = exc
-                    if not _retryable(exc):
-                        raise
-                    continue
-                call.first_token_at = time.perf_counter()
-                try:
-                    yield first
-                    async for chunk in chunks:
-                        usage = usage_of(chunk)
-                        if usage is not None:
-                            call.usage = usage
-                        yield chunk
-                finally:
-                    await chunks.aclose()  # a gone client frees the provider connection now
-                return
-            assert last is not None
-            raise last
+                    raise UpstreamError(
+                        f"provider {d.provider_name!r} sent an empty stream"
+                    ) from None
+                except BaseException:
+                    await stream.aclose()
+                    raise
+
+            (first, chunks), deployment = await self._attempt_in_turn(call, body, first_chunk)
+            call.first_token_at = time.perf_counter()
+            usage = usage_of(first)
+            if usage is not None:
+                call.usage = usage
+            yield first
+            async for chunk in chunks:
+                usage = usage_of(chunk)
+                if usage is not None:
+                    call.usage = usage
+                yield chunk
         except LockgateError as exc:
             call.error = exc
+            if chunks is not None and deployment is not None and retryable(exc):
+                deployment.health.breaker.failure()  # a broken stream counts against it
             raise
         except (asyncio.CancelledError, GeneratorExit):
             call.cancelled = True  # what was delivered is still metered
             raise
         finally:
+            if chunks is not None:
+                await chunks.aclose()  # a gone client frees the provider connection now
             self.meter(call)
 
+    async def _attempt_in_turn(
+        self, call: Call, body: dict,
+        op: Callable[[Deployment, TimeoutsConfig], Awaitable[T]],
+    ) -> tuple[T, Deployment]:
+        """The first successful result of `op`, and the deployment that gave it."""
+        table = self.tables.current
+        cfg = table.alias(call.alias, call.kind)
+        deadline = time.monotonic() + cfg.timeout_seconds
+        if call.deadline is not None:
+            deadline = min(deadline, call.deadline)
+        last: LockgateError | None = None
+        for deployment in self.plan(call, table, body):
+            health = deployment.health
+            limit = deployment.config.limits.max_in_flight
+            if limit and health.in_flight >= limit:
+                last = last or UpstreamUnavailable(
+                    f"deployment {deployment.deployment!r} is at its in-flight limit"
+                )
+                ATTEMPTS.labels(deployment.deployment, "busy").inc()
+                continue
+            for attempt in range(cfg.retry.attempts):
+                if not health.breaker.allow():
+                    last = last or UpstreamUnavailable(
+                        f"deployment {deployment.deployment!r} is failing (circuit open)"
+                    )
+                    ATTEMPTS.labels(deployment.deployment, "circuit_open").inc()
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    health.breaker.release()
+                    raise UpstreamTimeout("the request deadline passed before a provider answered")
+                self._aim(call, deployment)
+                call.attempts += 1
+                started = time.monotonic()
+                health.started()
+                try:
+                    result = await op(deployment, _within(deployment.timeouts, remaining))
+                except LockgateError as exc:
+                    if not retryable(exc):
+                        health.breaker.success()  # it answered: the request was at fault
+                        ATTEMPTS.labels(deployment.deployment, "client_error").inc()
+                        raise
+                    health.breaker.failure()
+                    health.failures += 1
+                    health.last_error = exc.code or type(exc).__name__
+                    ATTEMPTS.labels(deployment.deployment, "failed").inc()
+                    log.warning("provider attempt failed", extra={
+                        "deployment": deployment.deployment, "attempt": attempt + 1,
+                        "error": health.last_error,
+                    })
+                    last = exc
+                    if attempt + 1 >= cfg.retry.attempts:
+                        break
+                    delay = backoff_delay(attempt, cfg.retry, exc.retry_after, self.rng)
+                    if delay is None or time.monotonic() + delay >= deadline:
+                        break  # fail over now rather than wait past the deadline
+                    await self.sleep(delay)
+                    continue
+                except BaseException:
+                    health.breaker.release()  # cancelled: no verdict on the deployment
+                    raise
+                finally:
+                    health.ended()
+                    health.calls += 1
+                elapsed = time.monotonic() - started
+                (health.ttft if call.streamed else health.latency).add(elapsed)
+                health.breaker.success()
+                ATTEMPTS.labels(deployment.deployment, "ok").inc()
+                return result, deployment
+        if last is None:
+            last = UpstreamUnavailable(f"no deployment of `{call.alias}` is available")
+        raise last
+
     @staticmethod
-    def _aim(call: Call, target: Target) -> None:
-        call.deployment = target.deployment
-        call.provider = target.provider.name
-        call.provider_model = target.config.model
+    def _aim(call: Call, deployment: Deployment) -> None:
+        call.deployment = deployment.deployment
+        call.provider = deployment.provider_name
+        call.provider_model = deployment.config.model
 
     def meter(self, call: Call) -> None:
         """Hand the call to the ledger (never blocks; see metering.py)."""
@@ -164,8 +318,8 @@ class Router:
         self.recorder.record(
             ledger_pb.UsageEntry(
                 request_id=call.request_id,
-                tenant_id=call.tenant_id,
-                key_id=call.key_id,
+                tenant_id=call.caller.tenant_id,
+                key_id=call.caller.key_id,
                 alias=call.alias,
                 deployment=call.deployment,
                 provider=call.provider,
@@ -181,6 +335,17 @@ class Router:
                 create_time=created,
             )
         )
+
+
+def _within(timeouts: TimeoutsConfig, remaining: float) -> TimeoutsConfig:
+    """The deployment's timeouts, cut to what is left of the call's deadline."""
+    if remaining >= timeouts.total and remaining >= timeouts.first_token:
+        return timeouts
+    return TimeoutsConfig.model_construct(
+        connect=min(timeouts.connect, remaining),
+        first_token=min(timeouts.first_token, remaining),
+        total=min(timeouts.total, remaining),
+    )
 
 
 def _status(call: Call) -> str:

@@ -19,6 +19,7 @@ from services.router.openai_api import (
     DONE_EVENT,
     error_event,
     parse_chat_request,
+    parse_embeddings_request,
     shape_chunk,
     shape_completion,
     validate_chat_request,
@@ -35,12 +36,15 @@ JSON = "application/json"
 SSE = "text/event-stream"
 
 
-def _call(context, alias: str) -> Call:
+def _call(context, alias: str, kind: str = "chat") -> Call:
     metadata = context.invocation_metadata()
     caller = identity_from_metadata(metadata)
     request_id = metadata_value(metadata, REQUEST_ID_HEADER) or str(uuid.uuid4())
-    return Call(request_id=request_id, tenant_id=caller.tenant_id, key_id=caller.key_id,
-                alias=alias)
+    remaining = context.time_remaining()
+    return Call(
+        request_id=request_id, caller=caller, alias=alias, kind=kind,
+        deadline=time.monotonic() + remaining if remaining is not None else None,
+    )
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
@@ -77,16 +81,30 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         finally:
             await chunks.aclose()  # the client may be gone: meter and free the upstream now
 
+    async def OpenAIEmbeddings(self, request, context) -> httpbody_pb2.HttpBody:
+        """Exact OpenAI embeddings wire format."""
+        try:
+            body = parse_embeddings_request(request.http_body.data)
+            call = _call(context, body["model"], kind="embeddings")
+            reply = await self.router.embed(call, body)
+            return httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
+            return await self._error_reply(exc, context)
+
     async def OpenAIListModels(self, request, context) -> httpbody_pb2.HttpBody:
-        identity_from_metadata(context.invocation_metadata())
-        created = int(time.time())
-        data = [
-            {"id": alias, "object": "model", "created": created, "owned_by": "lockgate"}
-            for alias in self.router.aliases()
-        ]
-        return httpbody_pb2.HttpBody(
-            content_type=JSON, data=orjson.dumps({"object": "list", "data": data})
-        )
+        """The aliases this caller may use: key scope and routing policy decide."""
+        try:
+            caller = identity_from_metadata(context.invocation_metadata())
+            created = int(time.time())
+            data = [
+                {"id": alias, "object": "model", "created": created, "owned_by": "lockgate"}
+                for alias in self.router.aliases(caller)
+            ]
+            return httpbody_pb2.HttpBody(
+                content_type=JSON, data=orjson.dumps({"object": "list", "data": data})
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
+            return await self._error_reply(exc, context)
 
     async def CreateChatCompletion(self, request, context) -> pb.CreateChatCompletionResponse:
         body = validate_chat_request(

@@ -1,0 +1,102 @@
+"""The price book: what a provider model costs per token, from lockgate/data/prices.yaml.
+
+Money is Decimal (USD per million tokens here; the ledger converts to
+integer micro-USD), never float. A model has effective-dated versions; `at()`
+picks the newest one in force on a date, so a price change is a new entry,
+not an edit, and past usage keeps its price.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+PRICE_FILE = Path(__file__).parent / "data" / "prices.yaml"
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal
+    since: dt.date = dt.date.min
+
+    def cost_usd(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
+        """Exact cost of a call; `input_tokens` includes the cached ones."""
+        uncached = max(0, input_tokens - cached_input_tokens)
+        return (
+            uncached * self.input + cached_input_tokens * self.cached_input
+            + output_tokens * self.output
+        ) / _MILLION
+
+
+class PriceBook:
+    def __init__(self, versions: dict[str, list[Price]]):
+        self._versions = {k: sorted(v, key=lambda p: p.since) for k, v in versions.items()}
+
+    def at(self, provider_type: str, model: str, day: dt.date | None = None) -> Price | None:
+        """The price in force on `day` (today by default), or None if unknown."""
+        day = day or dt.datetime.now(dt.UTC).date()
+        found = None
+        for price in self._versions.get(f"{provider_type}/{model}", ()):
+            if price.since <= day:
+                found = price
+        return found
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+
+def _decimal(value: object, where: str) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{where}: not a number: {value!r}") from None
+    if result < 0 or not result.is_finite():
+        raise ValueError(f"{where}: must be a non-negative number")
+    return result
+
+
+def price_from(entry: dict, where: str) -> Price:
+    """One version; `cached_input` defaults to `input`."""
+    unknown = set(entry) - {"since", "input", "output", "cached_input"}
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+    since = entry.get("since", dt.date.min)
+    if isinstance(since, str):
+        since = dt.date.fromisoformat(since)
+    if not isinstance(since, dt.date):
+        raise ValueError(f"{where}.since: must be a date")
+    price_in = _decimal(entry["input"], f"{where}.input")
+    cached = entry.get("cached_input")
+    return Price(
+        input=price_in,
+        output=_decimal(entry["output"], f"{where}.output"),
+        cached_input=price_in if cached is None else _decimal(cached, f"{where}.cached_input"),
+        since=since,
+    )
+
+
+def load_price_book(path: Path = PRICE_FILE) -> PriceBook:
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: top level must be a mapping")
+    versions = {}
+    for key, entries in raw.items():
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"{path}: {key}: must be a non-empty list of versions")
+        versions[key] = [price_from(e, f"{path}: {key}[{i}]") for i, e in enumerate(entries)]
+    return PriceBook(versions)
+
+
+@cache
+def shipped_price_book() -> PriceBook:
+    return load_price_book()

@@ -1,0 +1,88 @@
+"""Policy-aware routing: Rego (policies/lockgate/routing/) filters an alias's
+deployments for each caller, and decides which aliases /v1/models lists.
+
+Decisions are cached on everything they depend on: the caller's tenant, key
+scope and roles, the alias, the gateway config generation (the candidate
+deployments) and the policy revision (policies and data) — an edit to either
+takes effect at once, and the cache costs no staleness.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from lockgate.errors import PermissionDenied, ServiceUnavailable
+from lockgate.identity import Identity
+from lockgate.lru import BoundedLRU
+from lockgate.policy import PolicyEngine
+
+log = logging.getLogger("lockgate.router.policy")
+
+ROUTING_DECISION = "lockgate/routing/decision"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    alias_allowed: bool
+    deployments: tuple[str, ...]
+    reason: str
+
+
+class RoutingPolicy:
+    def __init__(self, engine: PolicyEngine, max_entries: int = 50_000):
+        self.engine = engine
+        self._cache: BoundedLRU[tuple, RoutingDecision] = BoundedLRU(max_entries)
+
+    def decide(
+        self, caller: Identity, alias: str, kind: str, deployments: list[dict], generation: int
+    ) -> RoutingDecision:
+        key = (
+            self.engine.revision, generation, caller.tenant_id, caller.tenant_name,
+            caller.key_id, caller.roles, caller.models, alias,
+        )
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._evaluate(caller, alias, kind, deployments)
+            self._cache.put(key, decision)
+        return decision
+
+    def allowed(
+        self, caller: Identity, alias: str, kind: str, deployments: list[dict], generation: int
+    ) -> tuple[str, ...]:
+        """The deployments the caller may use; PermissionDenied with the policy's reason."""
+        decision = self.decide(caller, alias, kind, deployments, generation)
+        if not decision.alias_allowed or not decision.deployments:
+            raise PermissionDenied(decision.reason, code="model_not_allowed", param="model")
+        return decision.deployments
+
+    def _evaluate(
+        self, caller: Identity, alias: str, kind: str, deployments: list[dict]
+    ) -> RoutingDecision:
+        policy_input = {
+            "caller": {
+                "tenant_id": caller.tenant_id,
+                "tenant_name": caller.tenant_name,
+                "key_id": caller.key_id,
+                "roles": list(caller.roles),
+                "models": list(caller.models),
+            },
+            "alias": alias,
+            "kind": kind,
+            "deployments": deployments,
+        }
+        try:
+            result = self.engine.evaluate(ROUTING_DECISION, policy_input)
+        except Exception:  # noqa: BLE001 - fail closed, and say so
+            log.exception("routing policy evaluation failed")
+            raise ServiceUnavailable("routing policy evaluation failed") from None
+        if not isinstance(result, dict):
+            return RoutingDecision(False, (), "Routing denied by policy.")
+        names = result.get("deployments")
+        known = {d["name"] for d in deployments}
+        return RoutingDecision(
+            alias_allowed=result.get("alias_allowed") is True,
+            # Only deployments of this alias, whatever the policy answered.
+            deployments=tuple(n for n in names if n in known) if isinstance(names, list) else (),
+            reason=str(result.get("reason") or "Routing denied by policy."),
+        )
