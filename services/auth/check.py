@@ -34,6 +34,12 @@ _MODEL_READERS = {
     _ROUTER + "OpenAIChatCompletions": lambda raw: _json_model(
         router_pb.OpenAIChatCompletionsRequest.FromString(raw).http_body.data
     ),
+    _ROUTER + "AnthropicMessages": lambda raw: _json_model(
+        router_pb.AnthropicMessagesRequest.FromString(raw).http_body.data
+    ),
+    _ROUTER + "OpenAIEmbeddings": lambda raw: _json_model(
+        router_pb.OpenAIEmbeddingsRequest.FromString(raw).http_body.data
+    ),
     _ROUTER + "CreateChatCompletion": lambda raw: router_pb.CreateChatCompletionRequest.FromString(
         raw
     ).model,

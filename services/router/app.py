@@ -13,6 +13,7 @@ from lockgate.prices import shipped_price_book
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import ServiceSettings
+from services.router.admin import RouterAdminServicer
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
 from services.router.health import HealthBoard
 from services.router.metering import UsageRecorder
@@ -23,6 +24,7 @@ from services.router.servicer import RouterServicer
 from services.router.table import TableHolder, build_table
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
+ADMIN_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterAdminService"].full_name
 
 
 class RouterSettings(ServiceSettings):
@@ -77,15 +79,19 @@ class RouterApp:
         GENERATION.set(1)
         router = Router(self.tables, self.recorder, RoutingPolicy(self.policy))
         await self.recorder.start()
+        self.watcher = ConfigWatcher(
+            self.config_path, self.apply_config, self.settings.config_reload_interval
+        )
         if self.settings.config_reload_interval > 0:
-            self.watcher = ConfigWatcher(
-                self.config_path, self.apply_config, self.settings.config_reload_interval
-            )
             self.watcher.start()
+        admin = RouterAdminServicer(
+            self.tables, self.config_path, self.watcher.reload, lambda: self.watcher.last_error
+        )
 
         def register(server) -> list[str]:
             pb_grpc.add_RouterServiceServicer_to_server(RouterServicer(router), server)
-            return [SERVICE_NAME]
+            pb_grpc.add_RouterAdminServiceServicer_to_server(admin, server)
+            return [SERVICE_NAME, ADMIN_SERVICE_NAME]
 
         self.server = GrpcService("router", self.settings, register)
         return self.server

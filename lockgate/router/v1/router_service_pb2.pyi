@@ -136,3 +136,89 @@ class StreamChatCompletionResponse(_message.Message):
     usage: _common_pb2.TokenUsage
     request_id: str
     def __init__(self, id: _Optional[str] = ..., created: _Optional[int] = ..., model: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[StreamChoice, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetRoutingTableRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeploymentStatus(_message.Message):
+    __slots__ = ("name", "provider", "provider_type", "model", "region", "weight", "priority", "breaker_state", "error_rate", "consecutive_failures", "in_flight", "latency_ms", "ttft_ms", "calls", "failures", "last_error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_MS_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    provider_type: str
+    model: str
+    region: str
+    weight: float
+    priority: int
+    breaker_state: str
+    error_rate: float
+    consecutive_failures: int
+    in_flight: int
+    latency_ms: float
+    ttft_ms: float
+    calls: int
+    failures: int
+    last_error: str
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_type: _Optional[str] = ..., model: _Optional[str] = ..., region: _Optional[str] = ..., weight: _Optional[float] = ..., priority: _Optional[int] = ..., breaker_state: _Optional[str] = ..., error_rate: _Optional[float] = ..., consecutive_failures: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., calls: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class AliasRoute(_message.Message):
+    __slots__ = ("alias", "kind", "strategy", "deployments", "retry_attempts", "cache_ttl_seconds", "description")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    kind: str
+    strategy: str
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    retry_attempts: int
+    cache_ttl_seconds: int
+    description: str
+    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[str] = ..., strategy: _Optional[str] = ..., deployments: _Optional[_Iterable[str]] = ..., retry_attempts: _Optional[int] = ..., cache_ttl_seconds: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class GetRoutingTableResponse(_message.Message):
+    __slots__ = ("generation", "config_path", "last_reload_error", "aliases", "deployments")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_PATH_FIELD_NUMBER: _ClassVar[int]
+    LAST_RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    config_path: str
+    last_reload_error: str
+    aliases: _containers.RepeatedCompositeFieldContainer[AliasRoute]
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentStatus]
+    def __init__(self, generation: _Optional[int] = ..., config_path: _Optional[str] = ..., last_reload_error: _Optional[str] = ..., aliases: _Optional[_Iterable[_Union[AliasRoute, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
+
+class ReloadGatewayConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadGatewayConfigResponse(_message.Message):
+    __slots__ = ("applied", "generation", "error")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    generation: int
+    error: str
+    def __init__(self, applied: _Optional[bool] = ..., generation: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...

@@ -345,3 +345,125 @@ class RouterService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RouterAdminServiceStub:
+    """RouterAdminService: the router's operational view, for platform admins.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetRoutingTable = channel.unary_unary(
+                '/lockgate.router.v1.RouterAdminService/GetRoutingTable',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableRequest.SerializeToString,
+                response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableResponse.FromString,
+                _registered_method=True)
+        self.ReloadGatewayConfig = channel.unary_unary(
+                '/lockgate.router.v1.RouterAdminService/ReloadGatewayConfig',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigRequest.SerializeToString,
+                response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigResponse.FromString,
+                _registered_method=True)
+
+
+class RouterAdminServiceServicer:
+    """RouterAdminService: the router's operational view, for platform admins.
+    """
+
+    def GetRoutingTable(self, request, context):
+        """The effective routing table: aliases, their strategy and deployments, and
+        each deployment's health (circuit breaker, latency, load).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadGatewayConfig(self, request, context):
+        """Re-read the gateway config file now (it is also watched for changes).
+        A config that fails validation is not applied: the error is returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RouterAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetRoutingTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutingTable,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableRequest.FromString,
+                    response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableResponse.SerializeToString,
+            ),
+            'ReloadGatewayConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadGatewayConfig,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigRequest.FromString,
+                    response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lockgate.router.v1.RouterAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lockgate.router.v1.RouterAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RouterAdminService:
+    """RouterAdminService: the router's operational view, for platform admins.
+    """
+
+    @staticmethod
+    def GetRoutingTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterAdminService/GetRoutingTable',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableRequest.SerializeToString,
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.GetRoutingTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadGatewayConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterAdminService/ReloadGatewayConfig',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigRequest.SerializeToString,
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.ReloadGatewayConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

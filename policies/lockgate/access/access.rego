@@ -29,6 +29,8 @@
 #   internal_services: {"pkg.Service": true}          no method of it is callable from outside
 #   admin_services:    {"pkg.Service": true}          needs one of admin_roles
 #   admin_roles:       {"platform_admin": true, …}
+#   platform_services: {"pkg.Service": true}          needs the platform_admin role (gateway-wide
+#                                                     operations, not tenant data)
 #
 # Output: decision = {"allow": bool, "status": 200|401|403, "code": str, "reason": str}.
 # The first matching denial wins; anything not explicitly allowed is denied.
@@ -58,6 +60,9 @@ decision := _deny(401, "missing_api_key", "You didn't provide an API key. Send i
 	not input.principal.status == "active"
 } else := _deny(403, "internal_method", concat("", [input.request.method, " is internal and not callable through the gateway."])) if {
 	_internal
+} else := _deny(403, "insufficient_role", concat("", [_service, " needs the role platform_admin."])) if {
+	data.lockgate.access.platform_services[_service]
+	not "platform_admin" in input.principal.roles
 } else := _deny(403, "insufficient_role", concat("", [_service, " needs one of the roles ", _admin_role_names, "."])) if {
 	data.lockgate.access.admin_services[_service]
 	not _admin

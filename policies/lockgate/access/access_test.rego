@@ -284,3 +284,25 @@ test_reasons_never_echo_keys if {
 		not contains(d.reason, "ten_1")
 	}
 }
+
+# -- platform services ------------------------------------------------------------------
+
+_routing_table := _method("/lockgate.router.v1.RouterAdminService/GetRoutingTable")
+
+test_platform_admin_may_read_the_routing_table if {
+	_decide(_platform_admin, _routing_table, _present).allow == true
+}
+
+test_tenant_admin_may_not_read_the_routing_table if {
+	tenant_admin := object.union(_developer, {"roles": ["tenant_admin"]})
+	d := _decide(tenant_admin, _routing_table, _present)
+	d.allow == false
+	d.status == 403
+	d.reason == "lockgate.router.v1.RouterAdminService needs the role platform_admin."
+}
+
+test_developer_may_not_reload_the_gateway_config if {
+	d := _decide(_developer, _method("/lockgate.router.v1.RouterAdminService/ReloadGatewayConfig"), _present)
+	d.allow == false
+	d.code == "insufficient_role"
+}
