@@ -17,6 +17,8 @@ class TokenCounts:
     input: int = 0
     output: int = 0
     cached_input: int = 0
+    #: Counted by Lockgate with its tokenizer, not reported by the provider.
+    estimated: bool = False
 
 
 def parse_chat_request(raw: bytes) -> dict:
@@ -27,7 +29,10 @@ def parse_chat_request(raw: bytes) -> dict:
 def parse_embeddings_request(raw: bytes) -> dict:
     """An OpenAI embeddings request: model, and input as a string, a list of
     strings, a token array or a list of token arrays."""
-    body = _json_object(raw)
+    return validate_embeddings_request(_json_object(raw))
+
+
+def validate_embeddings_request(body: dict) -> dict:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", param="model")

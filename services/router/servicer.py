@@ -14,7 +14,13 @@ from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
 from lockgate.identity import identity_from_metadata
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
-from services.router.convert import chat_body, completion_response, stream_response
+from services.router.convert import (
+    chat_body,
+    completion_response,
+    embeddings_body,
+    embeddings_response,
+    stream_response,
+)
 from services.router.openai_api import (
     DONE_EVENT,
     error_event,
@@ -23,6 +29,7 @@ from services.router.openai_api import (
     shape_chunk,
     shape_completion,
     validate_chat_request,
+    validate_embeddings_request,
     wants_usage_in_stream,
 )
 from services.router.service import Call, Router
@@ -113,6 +120,12 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         call = _call(context, request.model)
         reply = await self.router.chat(call, body)
         return completion_response(reply, call.alias, call.request_id)
+
+    async def CreateEmbeddings(self, request, context) -> pb.CreateEmbeddingsResponse:
+        body = validate_embeddings_request(embeddings_body(request))
+        call = _call(context, request.model, kind="embeddings")
+        reply = await self.router.embed(call, body)
+        return embeddings_response(reply, call.alias, call.request_id)
 
     async def StreamChatCompletion(self, request, context):
         body = validate_chat_request(

@@ -272,3 +272,30 @@ async def test_admin_rpc_needs_platform_admin(env):
         await env.admin.GetRoutingTable(pb.GetRoutingTableRequest(),
                                         metadata=identity(roles="tenant_admin"))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_typed_embeddings_and_rich_chat_messages(env):
+    reply = await env.router.CreateEmbeddings(
+        pb.CreateEmbeddingsRequest(model="embed", inputs=["a", "b"], dimensions=4),
+        metadata=identity())
+    assert reply.model == "embed" and [e.index for e in reply.embeddings] == [0, 1]
+    assert all(len(e.values) == 4 for e in reply.embeddings)
+    assert reply.usage.input_tokens > 0 and reply.request_id
+
+    request = pb.CreateChatCompletionRequest(
+        model="demo",
+        messages=[pb.ChatMessage(role="user", parts=[
+            pb.ContentPart(text="describe"),
+            pb.ContentPart(image_url=pb.ImageUrl(url="data:image/png;base64,iVBORw0KGgo=")),
+        ])],
+        parameters=pb.ChatParameters(max_tokens=50,
+                                     response_format=pb.ResponseFormat(type="json_object")),
+    )
+    reply = await env.router.CreateChatCompletion(request, metadata=identity())
+    assert reply.choices[0].message.role == "assistant" and reply.usage.input_tokens > 0
+
+    both = pb.ChatMessage(role="user", content="x", parts=[pb.ContentPart(text="y")])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await env.router.CreateChatCompletion(
+            pb.CreateChatCompletionRequest(model="demo", messages=[both]), metadata=identity())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -68,6 +68,11 @@ class RouterServiceStub:
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionRequest.SerializeToString,
                 response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.CreateEmbeddings = channel.unary_unary(
+                '/lockgate.router.v1.RouterService/CreateEmbeddings',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.FromString,
+                _registered_method=True)
         self.StreamChatCompletion = channel.unary_stream(
                 '/lockgate.router.v1.RouterService/StreamChatCompletion',
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionRequest.SerializeToString,
@@ -125,6 +130,13 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEmbeddings(self, request, context):
+        """Typed embeddings for internal callers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamChatCompletion(self, request, context):
         """Typed streaming chat completion for internal callers: one message per chunk.
         """
@@ -159,6 +171,11 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.CreateChatCompletion,
                     request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionRequest.FromString,
                     response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionResponse.SerializeToString,
+            ),
+            'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEmbeddings,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.FromString,
+                    response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.SerializeToString,
             ),
             'StreamChatCompletion': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamChatCompletion,
@@ -309,6 +326,33 @@ class RouterService:
             '/lockgate.router.v1.RouterService/CreateChatCompletion',
             lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionRequest.SerializeToString,
             lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterService/CreateEmbeddings',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.SerializeToString,
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
