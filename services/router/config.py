@@ -21,6 +21,14 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+#: Headers no forward_headers entry may match (credentials, framing, routing).
+_NEVER_FORWARDED = (
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
+    "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection",
+    "te", "upgrade", "keep-alive", "x-lockgate-", "x-forwarded-", "x-envoy-",
+)
+
+
 class ConfigError(Exception):
     """The gateway config cannot be used; the message says where and why."""
 
@@ -61,6 +69,27 @@ class ProviderConfig(_Strict):
     timeouts: TimeoutsConfig = TimeoutsConfig()
     #: Bound on a non-streamed response body, or one stream event.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 30)
+    #: Client request headers passed on to this provider: exact names, or a
+    #: prefix ending in `*` (e.g. `x-sim-*` for the simulator's fault knobs,
+    #: `openai-organization`). Credentials, hop-by-hop and Lockgate headers
+    #: can never be forwarded.
+    forward_headers: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _safe_headers(cls, names: list[str]) -> list[str]:
+        out = []
+        for name in names:
+            lowered = name.lower()
+            stem = lowered.rstrip("*")
+            if not re.match(r"^[a-z0-9-]+\*?$", lowered) or not stem:
+                raise ValueError(f"{name!r} is not a header name or prefix")
+            if any(f.startswith(stem) for f in _NEVER_FORWARDED) or stem.startswith(
+                "x-lockgate-"
+            ):
+                raise ValueError(f"{name!r} would forward credentials or gateway headers")
+            out.append(lowered)
+        return out
 
     @field_validator("base_url")
     @classmethod

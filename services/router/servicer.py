@@ -32,6 +32,7 @@ from services.router.openai_api import (
     validate_embeddings_request,
     wants_usage_in_stream,
 )
+from services.router.providers.http import CLIENT_HEADERS
 from services.router.service import Call, Router
 
 log = logging.getLogger("lockgate.router")
@@ -45,6 +46,9 @@ SSE = "text/event-stream"
 
 def _call(context, alias: str, kind: str = "chat") -> Call:
     metadata = context.invocation_metadata()
+    CLIENT_HEADERS.set(tuple(
+        (k, v) for k, v in metadata or () if isinstance(v, str) and not k.endswith("-bin")
+    ))
     caller = identity_from_metadata(metadata)
     request_id = metadata_value(metadata, REQUEST_ID_HEADER) or str(uuid.uuid4())
     remaining = context.time_remaining()

@@ -18,7 +18,8 @@ import asyncio
 import email.utils
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -37,6 +38,10 @@ from services.router.config import TimeoutsConfig
 
 #: Bound on the part of an error body we read (the message is all we keep).
 MAX_ERROR_BYTES = 64 * 1024
+
+#: The current client request's headers (lower-case name -> value), set by the
+#: servicer; providers pass on the ones their `forward_headers` allow.
+CLIENT_HEADERS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("client_headers", default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +67,24 @@ class UpstreamHTTP:
         *,
         max_response_bytes: int = 16 * 1024 * 1024,
         error_hook: ErrorHook | None = None,
+        forward_headers: Sequence[str] = (),
     ):
         self.provider = provider
         self.session = session
         self.max_response_bytes = max_response_bytes
         self.error_hook = error_hook
+        self._exact = frozenset(h for h in forward_headers if not h.endswith("*"))
+        self._prefixes = tuple(h[:-1] for h in forward_headers if h.endswith("*"))
+
+    def _with_forwarded(self, headers: dict[str, str]) -> dict[str, str]:
+        """The adapter's headers plus the client headers config allows through."""
+        if not self._exact and not self._prefixes:
+            return headers
+        extra = {
+            name: value for name, value in CLIENT_HEADERS.get()
+            if name in self._exact or name.startswith(self._prefixes)
+        }
+        return {**extra, **headers} if extra else headers
 
     async def post_json(
         self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
@@ -75,7 +93,7 @@ class UpstreamHTTP:
         try:
             async with asyncio.timeout(timeouts.total):
                 async with self.session.post(
-                    url, data=orjson.dumps(payload), headers=headers,
+                    url, data=orjson.dumps(payload), headers=self._with_forwarded(headers),
                     timeout=_client_timeout(timeouts),
                 ) as resp:
                     if resp.status >= 300:
@@ -109,7 +127,7 @@ class UpstreamHTTP:
         try:
             async with asyncio.timeout_at(_loop_time(first_by)):
                 resp = await self.session.post(
-                    url, data=orjson.dumps(payload), headers=headers,
+                    url, data=orjson.dumps(payload), headers=self._with_forwarded(headers),
                     timeout=_client_timeout(timeouts),
                 )
             completed = False

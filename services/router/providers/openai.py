@@ -22,7 +22,10 @@ class OpenAIProvider:
     def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
         self.name = name
         self.base_url = config.base_url
-        self.http = UpstreamHTTP(name, session, max_response_bytes=config.max_response_bytes)
+        self.http = UpstreamHTTP(
+            name, session, max_response_bytes=config.max_response_bytes,
+            forward_headers=config.forward_headers,
+        )
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)
         if key:
