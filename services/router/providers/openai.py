@@ -31,15 +31,16 @@ class OpenAIProvider:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
 
-    def url(self, operation: str) -> str:
-        """`chat/completions` or `embeddings` under the configured base URL."""
+    def url(self, operation: str, model: str) -> str:
+        """`chat/completions` or `embeddings` under the configured base URL
+        (the model travels in the body; Azure puts it in the path instead)."""
         return f"{self.base_url}/{operation}"
 
     async def chat(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
         payload = {**body, "model": model, "stream": False}
         payload.pop("stream_options", None)
         reply = await self.http.post_json(
-            self.url("chat/completions"), payload, self.headers, timeouts
+            self.url("chat/completions", model), payload, self.headers, timeouts
         )
         if not isinstance(reply.get("choices"), list):
             raise UpstreamError(f"provider {self.name!r} sent an unexpected response")
@@ -50,7 +51,7 @@ class OpenAIProvider:
     ) -> AsyncIterator[dict]:
         payload = {**body, "model": model, "stream": True,
                    "stream_options": {"include_usage": True}}
-        events = self.http.post_sse(self.url("chat/completions"), payload, self.headers, timeouts)
+        events = self.http.post_sse(self.url("chat/completions", model), payload, self.headers, timeouts)
         done = False
         try:
             async for event in events:
@@ -78,7 +79,7 @@ class OpenAIProvider:
 
     async def embed(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
         reply = await self.http.post_json(
-            self.url("embeddings"), {**body, "model": model}, self.headers, timeouts
+            self.url("embeddings", model), {**body, "model": model}, self.headers, timeouts
         )
         if not isinstance(reply.get("data"), list):
             raise UpstreamError(f"provider {self.name!r} sent an unexpected response")

@@ -1,0 +1,1 @@
+"""Data files shipped with the router (package data, read with importlib.resources)."""
