@@ -16,13 +16,37 @@ Routes
     ``data: [DONE]``. Any model id is accepted. The reply is deterministic
     (see :mod:`lockgate.sim.replies`). Honours ``max_tokens`` /
     ``max_completion_tokens`` (finish_reason ``length``), ``n``, ``stop`` and
-    ``stream_options.include_usage``.
+    ``stream_options.include_usage``. With ``tools`` (function tools; checked,
+    like ``tool_choice`` none / auto / required / named and
+    ``parallel_tool_calls``, with OpenAI's 400s) the model may call one: the
+    decision and arguments come from :func:`lockgate.sim.tools.choose_call`
+    (after a ``tool`` message it answers in text unless forced), the reply is
+    ``content: null`` with ``tool_calls`` (id ``call_…``) and finish_reason
+    ``tool_calls``, streamed as OpenAI does (id and name first, then the
+    arguments in fragments); the arguments count as completion tokens.
 ``POST /v1/embeddings``
     OpenAI's embeddings list; deterministic unit vectors of
     ``embedding_dimensions`` floats (or the ``dimensions`` param), as floats or
     with ``encoding_format: "base64"``.
 ``GET /v1/models``, ``GET /v1/models/{id}``
     The configured ``models``.
+``POST /v1/messages``
+    Anthropic's Messages API (``x-api-key``, ``anthropic-version``; text,
+    tool_use, ``stop_sequences``, ``max_tokens``, streams with ``event:``
+    lines), with Anthropic-shaped errors; same reply words and the same
+    ``x-sim-*`` faults as chat completions (see :mod:`lockgate.sim.anthropic`).
+``POST /openai/deployments/{deployment}/chat/completions``, ``.../embeddings``
+    Azure OpenAI's deployment routes, served by the OpenAI handlers above
+    (the body's ``model``, which Azure clients set to the deployment name,
+    names the model). They need an ``api-version`` query parameter (else
+    400 ``MissingApiVersionParameter``) and take the key in an ``api-key``
+    header as well as Bearer; a wrong or missing key is Azure's 401.
+``POST /v1beta/models/{model}:{method}``
+    Google's Gemini API: ``generateContent``, ``streamGenerateContent``,
+    ``embedContent``, ``batchEmbedContents`` (``x-goog-api-key`` or ``?key=``;
+    contents, system instruction, function calling, JSON mode, ``alt=sse``
+    streams or a JSON array), with Google-shaped errors; same reply words and
+    ``x-sim-*`` faults, plus ``x-sim-safety-block`` (see :mod:`lockgate.sim.gemini`).
 ``GET /healthz``
     ``200 ok`` (never needs a key, never fails by injection).
 
@@ -57,7 +81,9 @@ An invalid header value is answered with a 400 naming the header in ``param``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -65,8 +91,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
-from lockgate.sim import replies
+from lockgate.sim import anthropic, gemini, replies
 from lockgate.sim.config import SimConfig
 from lockgate.sim.embeddings import embeddings
 from lockgate.sim.errors import (
@@ -80,6 +107,7 @@ from lockgate.sim.errors import (
 )
 from lockgate.sim.knobs import Knobs
 from lockgate.sim.state import STATE, ShuttingDown, State
+from lockgate.sim.tools import ToolCall, ToolSpec, choose_call
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +147,10 @@ _SSE_HEADERS = {
 
 
 class _Chat:
-    __slots__ = ("model", "messages", "stream", "include_usage", "n", "stop", "max_tokens")
+    __slots__ = (
+        "model", "messages", "stream", "include_usage", "n", "stop", "max_tokens",
+        "tools", "tool_choice", "forced_tool",
+    )  # fmt: skip
 
 
 def _parse_chat(body: dict[str, Any]) -> _Chat:
@@ -145,6 +176,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
             "messages",
             "empty_array",
         )
+    calls: set[str] | None = None  # tool call ids a `tool` message may answer
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise bad_type(f"messages[{i}]", "object", message)
@@ -166,6 +198,8 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise bad_type(f"messages[{i}].content", "string or array", content)
+        if calls is not None or role in ("tool", "assistant"):
+            calls = _check_tool_turn(message, i, calls)
     chat.messages = messages
 
     stream = body.get("stream")
@@ -211,6 +245,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         chat.stop = stop
     else:
         raise bad_type("stop", "string or array of strings", stop)
+    chat.tools, chat.tool_choice, chat.forced_tool = _parse_tools(body)
     return chat
 
 
@@ -221,6 +256,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await state.fault(knobs)
 
     key = replies.messages_key(chat.messages)
+    if chat.tools is not None:
+        ends_with_result = chat.messages[-1].get("role") == "tool"
+        call = choose_call(chat.tools, chat.tool_choice, chat.forced_tool, ends_with_result, key)
+        if call is not None:
+            return await _tool_call_reply(request, knobs, chat, call)
     completions = [
         replies.complete(key, knobs.words, i, stop=chat.stop, max_tokens=chat.max_tokens)
         for i in range(chat.n)
@@ -237,7 +277,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     cid = state.next_id("chatcmpl-")
     created = int(time.time())
     if chat.stream:
-        return await _stream(request, knobs, chat, completions, usage, cid, created)
+        frames = _stream_frames(chat, knobs, completions, usage, cid, created)
+        return await _stream(request, knobs, frames)
 
     if knobs.latency > 0:
         await state.pause(knobs.latency)
@@ -313,16 +354,11 @@ def _stream_frames(
 
 
 async def _stream(
-    request: web.Request,
-    knobs: Knobs,
-    chat: _Chat,
-    completions: list[replies.Completion],
-    usage: dict[str, Any],
-    cid: str,
-    created: int,
+    request: web.Request, knobs: Knobs, frames: tuple[bytes, list[bytes], bytes]
 ) -> web.StreamResponse:
+    """Sends (role chunks, content chunks, tail) paced and cut as the knobs say."""
     state: State = request.app[STATE]
-    role, content, tail = _stream_frames(chat, knobs, completions, usage, cid, created)
+    role, content, tail = frames
     drop = knobs.drop_after is not None
     if drop:
         content = content[: knobs.drop_after]
@@ -363,6 +399,278 @@ async def _stream(
     return resp
 
 
+# -- tool calls ----------------------------------------------------------------------
+# Requests with `tools` go through lockgate.sim.tools.choose_call; a call is
+# answered as OpenAI does (content null, `tool_calls`, finish_reason
+# "tool_calls"), the arguments counted as completion tokens and never cut by
+# max_tokens (as in the other dialects). Requests without tools never get here.
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_MAX_TOOLS = 128
+_TOOL_CHOICES = ("none", "auto", "required")
+
+
+def _missing(param: str) -> SimError:
+    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+def _check_tool_turn(message: dict[str, Any], i: int, calls: set[str] | None) -> set[str] | None:
+    """Checks tool-calling turns as OpenAI does; returns the tool call ids a
+    following `tool` message may answer (None: no tool message may follow)."""
+    role = message["role"]
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if call_id is None:
+            raise _missing(f"messages[{i}].tool_call_id")
+        if not isinstance(call_id, str):
+            raise bad_type(f"messages[{i}].tool_call_id", "string", call_id)
+        if calls is None or call_id not in calls:
+            raise invalid(
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'.",
+                f"messages[{i}].role",
+            )
+        return calls
+    tool_calls = message.get("tool_calls") if role == "assistant" else None
+    if tool_calls is None:
+        return None
+    if not isinstance(tool_calls, list):
+        raise bad_type(f"messages[{i}].tool_calls", "array", tool_calls)
+    ids = set()
+    for j, call in enumerate(tool_calls):
+        if not isinstance(call, dict):
+            raise bad_type(f"messages[{i}].tool_calls[{j}]", "object", call)
+        if not isinstance(call.get("id"), str):
+            raise _missing(f"messages[{i}].tool_calls[{j}].id")
+        ids.add(call["id"])
+    return ids
+
+
+def _parse_tools(body: dict[str, Any]) -> tuple[list[ToolSpec] | None, str | None, str | None]:
+    """(tools or None, tool choice "auto"/"none"/"required" or None, forced function name)."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    parallel = body.get("parallel_tool_calls")
+    if tools is None:
+        for name, value in (("tool_choice", choice), ("parallel_tool_calls", parallel)):
+            if value is not None:
+                raise invalid(
+                    f"Invalid value for '{name}': '{name}' is only allowed when 'tools' "
+                    "are specified.",
+                    name,
+                )
+        return None, None, None
+    if not isinstance(tools, list):
+        raise bad_type("tools", "array", tools)
+    if not tools:
+        raise invalid(
+            "Invalid 'tools': empty array. Expected an array with minimum length 1, but "
+            "got an empty array instead.",
+            "tools",
+            "empty_array",
+        )
+    if len(tools) > _MAX_TOOLS:
+        raise invalid(
+            f"Invalid 'tools': array too long. Expected an array with maximum length "
+            f"{_MAX_TOOLS}, but got an array with length {len(tools)} instead.",
+            "tools",
+            "array_above_max_length",
+        )
+    specs = [_tool_spec(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+    if parallel is not None and not isinstance(parallel, bool):
+        raise bad_type("parallel_tool_calls", "boolean", parallel)
+
+    if choice is None:
+        return specs, None, None
+    if isinstance(choice, str):
+        if choice not in _TOOL_CHOICES:
+            raise invalid(
+                f"Invalid value: {choice[:40]!r}. Supported values are: 'none', 'auto', "
+                "and 'required'.",
+                "tool_choice",
+                "invalid_value",
+            )
+        return specs, choice, None
+    if not isinstance(choice, dict):
+        raise bad_type("tool_choice", "string or object", choice)
+    if choice.get("type") != "function":
+        if choice.get("type") is None:
+            raise _missing("tool_choice.type")
+        raise invalid(
+            f"Invalid value: {str(choice['type'])[:40]!r}. Supported values are: 'function'.",
+            "tool_choice.type",
+            "invalid_value",
+        )
+    function = choice.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _missing("tool_choice.function.name")
+    name = function["name"]
+    if all(spec.name != name for spec in specs):
+        raise invalid(
+            f"Invalid value for 'tool_choice': function {name[:64]!r} was not found in "
+            "'tools'.",
+            "tool_choice",
+            "invalid_value",
+        )
+    return specs, None, name
+
+
+def _tool_spec(tool: Any, path: str) -> ToolSpec:
+    if not isinstance(tool, dict):
+        raise bad_type(path, "object", tool)
+    kind = tool.get("type")
+    if kind is None:
+        raise _missing(f"{path}.type")
+    if kind != "function":
+        raise invalid(
+            f"Invalid value: {str(kind)[:40]!r}. Supported values are: 'function' "
+            "(the simulator has no custom tools).",
+            f"{path}.type",
+            "invalid_value",
+        )
+    function = tool.get("function")
+    if function is None:
+        raise _missing(f"{path}.function")
+    if not isinstance(function, dict):
+        raise bad_type(f"{path}.function", "object", function)
+    name = function.get("name")
+    if name is None:
+        raise _missing(f"{path}.function.name")
+    if not isinstance(name, str):
+        raise bad_type(f"{path}.function.name", "string", name)
+    if not _TOOL_NAME.match(name):
+        raise invalid(
+            f"Invalid '{path}.function.name': string does not match pattern. Expected a "
+            "string that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+            f"{path}.function.name",
+            "invalid_value",
+        )
+    for field, kind_name, kind_type in (
+        ("description", "string", str),
+        ("parameters", "object", dict),
+        ("strict", "boolean", bool),
+    ):
+        value = function.get(field)
+        if value is not None and not isinstance(value, kind_type):
+            raise bad_type(f"{path}.function.{field}", kind_name, value)
+    return ToolSpec(name=name, parameters=function.get("parameters") or {})
+
+
+def _argument_fragments(arguments: str) -> list[str]:
+    """The arguments as streamed: cut after each comma. A cut next to a
+    punctuation character never splits a token, so the fragments' tokens add
+    up to the tokens of the whole."""
+    parts = arguments.split(",")
+    return [p + "," for p in parts[:-1]] + [parts[-1]]
+
+
+async def _tool_call_reply(
+    request: web.Request, knobs: Knobs, chat: _Chat, call: ToolCall
+) -> web.StreamResponse:
+    state: State = request.app[STATE]
+    arguments = orjson.dumps(call.arguments).decode()
+    prompt = replies.prompt_tokens(chat.messages)
+    completion = chat.n * replies.count_tokens(arguments)
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": _PROMPT_DETAILS,
+        "completion_tokens_details": _COMPLETION_DETAILS,
+    }
+    cid = state.next_id("chatcmpl-")
+    created = int(time.time())
+    call_id = call.call_id("call_")
+    if chat.stream:
+        frames = _tool_frames(chat, knobs, call, call_id, arguments, usage, cid, created)
+        return await _stream(request, knobs, frames)
+
+    if knobs.latency > 0:
+        await state.pause(knobs.latency)
+    tool_calls = [
+        {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+    ]
+    body = orjson.dumps(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": chat.model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": tool_calls,
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": "tool_calls",
+                }
+                for i in range(chat.n)
+            ],
+            "usage": usage,
+            "system_fingerprint": _FP,
+        }
+    )
+    return web.Response(body=body, headers=JSON_HEADERS)
+
+
+def _tool_frames(
+    chat: _Chat,
+    knobs: Knobs,
+    call: ToolCall,
+    call_id: str,
+    arguments: str,
+    usage: dict[str, Any],
+    cid: str,
+    created: int,
+) -> tuple[bytes, list[bytes], bytes]:
+    """A streamed tool call as OpenAI sends it: id, type and name with an empty
+    `arguments` first, then the arguments in fragments (the content chunks the
+    pacing and drop knobs act on), then finish_reason and the usage chunk."""
+    base = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": chat.model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+    extra = {"usage": None} if chat.include_usage else {}
+
+    def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        """One chunk per choice, as the text path sends them."""
+        return b"".join(
+            b"data: "
+            + orjson.dumps(
+                {
+                    **base,
+                    "choices": [
+                        {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    ],
+                    **extra,
+                }
+            )
+            + b"\n\n"
+            for i in range(chat.n)
+        )
+
+    start = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": ""},
+    }
+    role = frame({"role": "assistant", "content": None, "tool_calls": [start], "refusal": None})
+    pieces = replies.group_pieces(_argument_fragments(arguments), knobs.chunk_count)
+    content = [frame({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces]
+    tail = frame({}, "tool_calls")
+    if chat.include_usage:
+        tail += b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+    return role, content, tail + _DONE
+
+
 # -- models, health ----------------------------------------------------------------
 
 
@@ -393,6 +701,53 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+# -- Azure OpenAI routes ----------------------------------------------------------------
+
+_AZURE_DENIED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+    "provide a valid key for an active subscription and use a correct regional API "
+    "endpoint for your resource."
+)
+
+
+def _azure_error(status: int, code: str, message: str) -> web.Response:
+    """Azure's error shape: {"error": {"code", "message"}}."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, headers=JSON_HEADERS)
+
+
+def _azure(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An Azure deployment route served by an OpenAI handler: checks
+    ``api-version`` and the ``api-key`` header, then hands the handler the
+    request with the key as Bearer auth (what its prelude checks)."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        if not request.query.get("api-version"):
+            return _azure_error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        state: State = request.app[STATE]
+        key = request.headers.get("api-key")
+        if key is None:
+            if state.auth is not None and "Authorization" not in request.headers:
+                return _azure_error(401, "401", _AZURE_DENIED)
+            return await handler(request)
+        bearer = f"Bearer {key}"
+        if state.auth is not None and not hmac.compare_digest(
+            bearer.encode("utf-8", "surrogateescape"), state.auth
+        ):
+            return _azure_error(401, "401", _AZURE_DENIED)
+        headers = CIMultiDict(request.headers)
+        headers["Authorization"] = bearer
+        return await handler(request.clone(headers=headers))
+
+    return route
 
 
 # -- app ------------------------------------------------------------------------------
@@ -441,9 +796,15 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/healthz", healthz)
+    app.router.add_post(gemini.ROUTE, gemini.model_action)
+    app.router.add_post(
+        "/openai/deployments/{deployment}/chat/completions", _azure(chat_completions)
+    )
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", _azure(embeddings))
     return app
 
 

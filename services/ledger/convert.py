@@ -29,6 +29,9 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         "status": msg.status or "ok",
         "error_type": msg.error_type,
         "streamed": msg.streamed,
+        "cache_hit": msg.cache_hit,
+        "operation": msg.operation or "chat",
+        "attempts": msg.attempts,
         "created_at": created,
     }
 
@@ -54,5 +57,8 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         status=row.status,
         error_type=row.error_type,
         streamed=row.streamed,
+        cache_hit=row.cache_hit,
+        operation=row.operation,
+        attempts=row.attempts,
         create_time=to_timestamp(row.created_at),
     )

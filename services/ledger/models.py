@@ -30,4 +30,7 @@ class UsageEntry(SQLModel, table=True):
     status: str = Field(max_length=16, default="ok")
     error_type: str = Field(max_length=64, default="")
     streamed: bool = False
+    cache_hit: bool = False
+    operation: str = Field(max_length=16, default="chat")
+    attempts: int = 0
     created_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +14,9 @@ from lockgate.prices import shipped_price_book
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import ServiceSettings
+from services.router import tokens
 from services.router.admin import RouterAdminServicer
+from services.router.cache import build_cache
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
 from services.router.health import HealthBoard
 from services.router.metering import UsageRecorder
@@ -59,6 +62,8 @@ class RouterApp:
             self.config.routing.circuit_breaker, self.config.routing.latency_ewma_alpha
         )
         self.watcher: ConfigWatcher | None = None
+        self.router: Router | None = None
+        self._closing: set[asyncio.Task] = set()  # old caches being closed after a reload
         self.recorder = UsageRecorder(
             settings.ledger_address,
             settings.data_dir / "spool",
@@ -77,7 +82,12 @@ class RouterApp:
             build_table(self.config, 1, self.session, self.health, shipped_price_book())
         )
         GENERATION.set(1)
-        router = Router(self.tables, self.recorder, RoutingPolicy(self.policy))
+        self.router = router = Router(
+            self.tables, self.recorder, RoutingPolicy(self.policy),
+            build_cache(self.config.routing.cache),
+        )
+        # The tokenizer takes ~0.5 s to load: not on the first request that needs it.
+        await asyncio.to_thread(tokens.encoding)
         await self.recorder.start()
         self.watcher = ConfigWatcher(
             self.config_path, self.apply_config, self.settings.config_reload_interval
@@ -107,6 +117,10 @@ class RouterApp:
             config, current.generation + 1, self.session, self.health, shipped_price_book(),
             previous=current,
         )
+        if config.routing.cache != self.config.routing.cache and self.router is not None:
+            old, self.router.cache = self.router.cache, build_cache(config.routing.cache)
+            if old is not None:
+                self._closing.add(asyncio.get_running_loop().create_task(old.close()))
         self.config = config
         GENERATION.set(self.tables.current.generation)
 
@@ -115,5 +129,7 @@ class RouterApp:
         if self.watcher is not None:
             await self.watcher.close()
         await self.recorder.close()
+        if self.router is not None and self.router.cache is not None:
+            await self.router.cache.close()
         if self.session is not None:
             await self.session.close()

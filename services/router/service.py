@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lockgate.errors import (
@@ -41,8 +42,24 @@ from lockgate.identity import Identity
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.metrics import Counter
 from services.router import strategies
-from services.router.config import RetryConfig, TimeoutsConfig
+from services.router.cache import (
+    IncompleteStream,
+    ResponseCache,
+    UncacheableRequest,
+    cache_key,
+    chunks_to_completion,
+    completion_to_chunks,
+    may_store,
+    should_bypass,
+)
+from services.router.config import AliasConfig, RetryConfig, TimeoutsConfig
 from services.router.convert import token_usage
+from services.router.estimates import (
+    StreamTally,
+    completion_usage,
+    embeddings_usage,
+    usage_chunk,
+)
 from services.router.metering import UsageRecorder
 from services.router.openai_api import TokenCounts, usage_of
 from services.router.routing_policy import RoutingPolicy
@@ -58,6 +75,8 @@ ATTEMPTS = Counter(
 #: Rough bytes-per-token ratio for the lowest-cost strategy's input estimate
 #: (ranking only, never billing).
 _BYTES_PER_TOKEN = 4
+#: A stream longer than this is not assembled for the response cache.
+_MAX_CACHED_STREAM_CHUNKS = 4096
 
 
 @dataclass(slots=True)
@@ -81,7 +100,14 @@ class Call:
     error: LockgateError | None = None
     #: The client went away before the answer was complete.
     cancelled: bool = False
-    cache_hit: bool = False
+    #: The client's Cache-Control header.
+    cache_control: str | None = None
+    #: "" (the alias does not cache), "hit", "miss" or "bypass".
+    cache_status: str = ""
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.cache_status == "hit"
 
     @property
     def tenant_id(self) -> str:
@@ -111,6 +137,7 @@ class Router:
         tables: TableHolder,
         recorder: UsageRecorder,
         policy: RoutingPolicy | None = None,
+        cache: ResponseCache | None = None,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -118,6 +145,7 @@ class Router:
         self.tables = tables
         self.recorder = recorder
         self.policy = policy
+        self.cache = cache
         self.rng = rng
         self.sleep = sleep
 
@@ -139,9 +167,10 @@ class Router:
             out.append(alias)
         return out
 
-    def plan(self, call: Call, table: RoutingTable, body: dict) -> list[Deployment]:
-        """The deployments to try for this call, in order."""
-        cfg = table.alias(call.alias, call.kind)
+    def plan(
+        self, call: Call, table: RoutingTable, cfg: AliasConfig, body: dict
+    ) -> list[Deployment]:
+        """The deployments this caller may use for this call, in the order to try them."""
         candidates = table.candidates(call.alias)
         if self.policy is not None:
             allowed = set(self.policy.allowed(
@@ -176,8 +205,26 @@ class Router:
     ) -> dict:
         self.recorder.check_capacity()
         try:
-            reply, _ = await self._attempt_in_turn(call, body, op)
-            call.usage = usage_of(reply)
+            table = self.tables.current
+            cfg = table.alias(call.alias, call.kind)
+            plan = self.plan(call, table, cfg, body)  # authorizes cache hits too
+            key = self._cache_key(call, cfg, body)
+            if key is not None and call.cache_status == "miss":
+                cached = await self.cache.get(key)
+                if cached is not None:
+                    reply = orjson.loads(cached)
+                    call.cache_status = "hit"
+                    call.usage = usage_of(reply)
+                    return reply
+            reply, _ = await self._attempt_in_turn(call, cfg, plan, op)
+            call.usage = usage_of(reply) or (
+                embeddings_usage(body) if call.kind == "embeddings"
+                else completion_usage(body, reply)
+            )
+            if call.kind == "embeddings" and call.usage.input == 0:
+                call.usage = embeddings_usage(body)  # providers that count nothing
+            if key is not None and may_store(call.cache_control):
+                await self.cache.put(key, orjson.dumps(reply), cfg.cache.ttl_seconds)
             return reply
         except LockgateError as exc:
             call.error = exc
@@ -188,13 +235,43 @@ class Router:
         finally:
             self.meter(call)
 
+    def _cache_key(self, call: Call, cfg: AliasConfig, body: dict) -> str | None:
+        """The response cache key, or None when this call is not cached; sets
+        call.cache_status ("miss" = look up, "bypass" = the client said no-cache)."""
+        if self.cache is None or cfg.cache.ttl_seconds <= 0:
+            return None
+        try:
+            key = cache_key(call.caller.tenant_id, call.alias, call.kind, body)
+        except (UncacheableRequest, ValueError):
+            return None
+        call.cache_status = "bypass" if should_bypass(call.cache_control) else "miss"
+        return key
+
     async def stream(self, call: Call, body: dict) -> AsyncIterator[dict]:
-        """Chunks of a streamed completion; failover only before the first chunk."""
+        """Chunks of a streamed completion; failover only before the first chunk.
+
+        The last chunk carries usage: the provider's, or an estimate (marked in
+        the ledger) when the provider sent none."""
         call.streamed = True
         self.recorder.check_capacity()
         chunks: AsyncIterator[dict] | None = None
         deployment: Deployment | None = None
+        tally = StreamTally()
         try:
+            table = self.tables.current
+            cfg = table.alias(call.alias, call.kind)
+            plan = self.plan(call, table, cfg, body)  # authorizes cache hits too
+            key = self._cache_key(call, cfg, body)
+            if key is not None and call.cache_status == "miss":
+                cached = await self.cache.get(key)
+                if cached is not None:
+                    call.cache_status = "hit"
+                    call.first_token_at = time.perf_counter()
+                    for chunk in completion_to_chunks(orjson.loads(cached)):
+                        call.usage = usage_of(chunk) or call.usage
+                        yield chunk
+                    return
+
             async def first_chunk(d: Deployment, t: TimeoutsConfig) -> tuple[dict, AsyncIterator]:
                 stream = d.provider.stream_chat(body, d.config.model, t)
                 try:
@@ -207,17 +284,32 @@ class Router:
                     await stream.aclose()
                     raise
 
-            (first, chunks), deployment = await self._attempt_in_turn(call, body, first_chunk)
+            (first, chunks), deployment = await self._attempt_in_turn(
+                call, cfg, plan, first_chunk
+            )
             call.first_token_at = time.perf_counter()
-            usage = usage_of(first)
-            if usage is not None:
-                call.usage = usage
-            yield first
-            async for chunk in chunks:
+            kept: list[dict] | None = [] if key is not None else None
+            last_id = ""
+            async for chunk in _chain(first, chunks):
                 usage = usage_of(chunk)
                 if usage is not None:
                     call.usage = usage
+                else:
+                    tally.add(chunk)
+                last_id = chunk.get("id") or last_id
+                if kept is not None and len(kept) < _MAX_CACHED_STREAM_CHUNKS:
+                    kept.append(chunk)
                 yield chunk
+            if call.usage is None:
+                call.usage = tally.usage(body)
+                yield usage_chunk(call.usage, call.provider_model, last_id)
+            if kept and len(kept) < _MAX_CACHED_STREAM_CHUNKS and may_store(call.cache_control):
+                try:
+                    reply = chunks_to_completion(kept)
+                except IncompleteStream:
+                    reply = None
+                if reply is not None:
+                    await self.cache.put(key, orjson.dumps(reply), cfg.cache.ttl_seconds)
         except LockgateError as exc:
             call.error = exc
             if chunks is not None and deployment is not None and retryable(exc):
@@ -229,20 +321,20 @@ class Router:
         finally:
             if chunks is not None:
                 await chunks.aclose()  # a gone client frees the provider connection now
+            if call.usage is None and call.first_token_at is not None:
+                call.usage = tally.usage(body)  # bill what was delivered
             self.meter(call)
 
     async def _attempt_in_turn(
-        self, call: Call, body: dict,
+        self, call: Call, cfg: AliasConfig, plan: list[Deployment],
         op: Callable[[Deployment, TimeoutsConfig], Awaitable[T]],
     ) -> tuple[T, Deployment]:
-        """The first successful result of `op`, and the deployment that gave it."""
-        table = self.tables.current
-        cfg = table.alias(call.alias, call.kind)
+        """The first successful result of `op` over the plan, and the deployment that gave it."""
         deadline = time.monotonic() + cfg.timeout_seconds
         if call.deadline is not None:
             deadline = min(deadline, call.deadline)
         last: LockgateError | None = None
-        for deployment in self.plan(call, table, body):
+        for deployment in plan:
             health = deployment.health
             limit = deployment.config.limits.max_in_flight
             if limit and health.in_flight >= limit:
@@ -333,6 +425,9 @@ class Router:
                 error_type=_error_type(call),
                 streamed=call.streamed,
                 create_time=created,
+                cache_hit=call.cache_hit,
+                operation=call.kind,
+                attempts=call.attempts,
             )
         )
 
@@ -358,3 +453,9 @@ def _error_type(call: Call) -> str:
     if call.error is not None:
         return call.error.code or type(call.error).__name__
     return "client_cancelled" if call.cancelled else ""
+
+
+async def _chain(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -14,6 +14,7 @@ from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
 from lockgate.identity import identity_from_metadata
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
+from services.router.cache import CACHE_STATUS_HEADER
 from services.router.convert import (
     chat_body,
     completion_response,
@@ -55,7 +56,15 @@ def _call(context, alias: str, kind: str = "chat") -> Call:
     return Call(
         request_id=request_id, caller=caller, alias=alias, kind=kind,
         deadline=time.monotonic() + remaining if remaining is not None else None,
+        cache_control=metadata_value(metadata, "cache-control"),
     )
+
+
+async def _send_cache_status(context, call: Call) -> None:
+    """`x-lockgate-cache: hit|miss|bypass` on aliases that cache (Envoy makes
+    response metadata an HTTP header)."""
+    if call.cache_status:
+        await context.send_initial_metadata(((CACHE_STATUS_HEADER, call.cache_status),))
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
@@ -69,6 +78,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             call = _call(context, body["model"])
             if not body.get("stream"):
                 reply = await self.router.chat(call, body)
+                await _send_cache_status(context, call)
                 yield httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
                 return
             chunks = self.router.stream(call, body)
@@ -76,6 +86,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             yield await self._error_reply(exc, context)
             return
+        await _send_cache_status(context, call)
         wants_usage = wants_usage_in_stream(body)
         yield httpbody_pb2.HttpBody(
             content_type=SSE, data=shape_chunk(first, call.alias, wants_usage) or b""
@@ -98,6 +109,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             body = parse_embeddings_request(request.http_body.data)
             call = _call(context, body["model"], kind="embeddings")
             reply = await self.router.embed(call, body)
+            await _send_cache_status(context, call)
             return httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             return await self._error_reply(exc, context)

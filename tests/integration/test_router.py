@@ -111,9 +111,10 @@ async def openai_call(router, body: dict, request_id: str = "req-1"):
     return status, parts[0].content_type, b"".join(p.data for p in parts)
 
 
-async def ledger_entry(ledger, request_id: str) -> ledger_pb.UsageEntry:
+async def ledger_entry(ledger, request_id: str, tenant: str = "ten_test") -> ledger_pb.UsageEntry:
     for _ in range(100):
-        page = await ledger.ListUsage(ledger_pb.ListUsageRequest(page_size=100), metadata=IDENTITY)
+        page = await ledger.ListUsage(ledger_pb.ListUsageRequest(page_size=100),
+                                      metadata=((TENANT_ID, tenant), (KEY_ID, "key_test")))
         for entry in page.entries:
             if entry.request_id == request_id:
                 return entry

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lockgate.common.v1 import common_pb2 as lockgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/ledger/v1/ledger_service.proto\x12\x12lockgate.ledger.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flockgate/common/v1/common.proto\"\xcb\x02\n\nUsageEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x16\n\x0eprovider_model\x18\x07 \x01(\t\x12-\n\x05usage\x18\x08 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nlatency_ms\x18\t \x01(\x03\x12\x0f\n\x07ttft_ms\x18\n \x01(\x03\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x10\n\x08streamed\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x12RecordUsageRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\";\n\x13RecordUsageResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\"9\n\x10ListUsageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x11ListUsageResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe3\x01\n\rLedgerService\x12^\n\x0bRecordUsage\x12&.lockgate.ledger.v1.RecordUsageRequest\x1a\'.lockgate.ledger.v1.RecordUsageResponse\x12r\n\tListUsage\x12$.lockgate.ledger.v1.ListUsageRequest\x1a%.lockgate.ledger.v1.ListUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/ledger/v1/usageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/ledger/v1/ledger_service.proto\x12\x12lockgate.ledger.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flockgate/common/v1/common.proto\"\x83\x03\n\nUsageEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x16\n\x0eprovider_model\x18\x07 \x01(\t\x12-\n\x05usage\x18\x08 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nlatency_ms\x18\t \x01(\x03\x12\x0f\n\x07ttft_ms\x18\n \x01(\x03\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x10\n\x08streamed\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcache_hit\x18\x0f \x01(\x08\x12\x11\n\toperation\x18\x10 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x11 \x01(\x05\"E\n\x12RecordUsageRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\";\n\x13RecordUsageResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\"9\n\x10ListUsageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x11ListUsageResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe3\x01\n\rLedgerService\x12^\n\x0bRecordUsage\x12&.lockgate.ledger.v1.RecordUsageRequest\x1a\'.lockgate.ledger.v1.RecordUsageResponse\x12r\n\tListUsage\x12$.lockgate.ledger.v1.ListUsageRequest\x1a%.lockgate.ledger.v1.ListUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/ledger/v1/usageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEDGERSERVICE'].methods_by_name['ListUsage']._loaded_options = None
   _globals['_LEDGERSERVICE'].methods_by_name['ListUsage']._serialized_options = b'\202\323\344\223\002\022\022\020/ledger/v1/usage'
   _globals['_USAGEENTRY']._serialized_start=160
-  _globals['_USAGEENTRY']._serialized_end=491
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=493
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=562
-  _globals['_RECORDUSAGERESPONSE']._serialized_start=564
-  _globals['_RECORDUSAGERESPONSE']._serialized_end=623
-  _globals['_LISTUSAGEREQUEST']._serialized_start=625
-  _globals['_LISTUSAGEREQUEST']._serialized_end=682
-  _globals['_LISTUSAGERESPONSE']._serialized_start=684
-  _globals['_LISTUSAGERESPONSE']._serialized_end=777
-  _globals['_LEDGERSERVICE']._serialized_start=780
-  _globals['_LEDGERSERVICE']._serialized_end=1007
+  _globals['_USAGEENTRY']._serialized_end=547
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=549
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=618
+  _globals['_RECORDUSAGERESPONSE']._serialized_start=620
+  _globals['_RECORDUSAGERESPONSE']._serialized_end=679
+  _globals['_LISTUSAGEREQUEST']._serialized_start=681
+  _globals['_LISTUSAGEREQUEST']._serialized_end=738
+  _globals['_LISTUSAGERESPONSE']._serialized_start=740
+  _globals['_LISTUSAGERESPONSE']._serialized_end=833
+  _globals['_LEDGERSERVICE']._serialized_start=836
+  _globals['_LEDGERSERVICE']._serialized_end=1063
 # @@protoc_insertion_point(module_scope)

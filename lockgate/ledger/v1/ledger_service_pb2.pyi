@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageEntry(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "key_id", "alias", "deployment", "provider", "provider_model", "usage", "latency_ms", "ttft_ms", "status", "error_type", "streamed", "create_time")
+    __slots__ = ("request_id", "tenant_id", "key_id", "alias", "deployment", "provider", "provider_model", "usage", "latency_ms", "ttft_ms", "status", "error_type", "streamed", "create_time", "cache_hit", "operation", "attempts")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,9 @@ class UsageEntry(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     STREAMED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     key_id: str
@@ -41,7 +44,10 @@ class UsageEntry(_message.Message):
     error_type: str
     streamed: bool
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., alias: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., latency_ms: _Optional[int] = ..., ttft_ms: _Optional[int] = ..., status: _Optional[str] = ..., error_type: _Optional[str] = ..., streamed: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cache_hit: bool
+    operation: str
+    attempts: int
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., alias: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., latency_ms: _Optional[int] = ..., ttft_ms: _Optional[int] = ..., status: _Optional[str] = ..., error_type: _Optional[str] = ..., streamed: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., operation: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("entries",)
