@@ -14,6 +14,8 @@ H_CHUNK_INTERVAL = "x-sim-chunk-interval-ms"
 H_CHUNK_COUNT = "x-sim-chunk-count"
 H_DROP_AFTER = "x-sim-drop-after-chunks"
 H_REPLY_WORDS = "x-sim-reply-words"
+H_FAIL_FIRST = "x-sim-fail-first"
+H_SCENARIO = "x-sim-scenario"
 #: Every fault-injection header the simulator understands.
 SIM_HEADERS = (
     H_STATUS,
@@ -23,7 +25,10 @@ SIM_HEADERS = (
     H_CHUNK_COUNT,
     H_DROP_AFTER,
     H_REPLY_WORDS,
+    H_FAIL_FIRST,
+    H_SCENARIO,
 )
+MAX_SCENARIO_LEN = 128
 
 MAX_DELAY_MS = 600_000.0
 
@@ -31,7 +36,10 @@ MAX_DELAY_MS = 600_000.0
 class Knobs:
     """The config values of one request, after the x-sim-* header overrides."""
 
-    __slots__ = ("status", "latency", "ttft", "interval", "chunk_count", "drop_after", "words")
+    __slots__ = (
+        "status", "latency", "ttft", "interval", "chunk_count", "drop_after", "words",
+        "fail_first", "scenario",
+    )
 
     def __init__(self, config: SimConfig, headers: Any):
         self.status: int | None = None
@@ -41,6 +49,8 @@ class Knobs:
         self.chunk_count = config.chunk_count
         self.drop_after = config.drop_stream_after_chunks
         self.words = config.reply_words
+        self.fail_first = 0
+        self.scenario = ""
         get = headers.get
         if (v := get(H_STATUS)) is not None:
             status = header_int(H_STATUS, v, 200, 599)
@@ -63,6 +73,15 @@ class Knobs:
             self.drop_after = header_int(H_DROP_AFTER, v, 0, 1_000_000_000)
         if (v := get(H_REPLY_WORDS)) is not None:
             self.words = header_int(H_REPLY_WORDS, v, 0, MAX_REPLY_WORDS)
+        if (v := get(H_FAIL_FIRST)) is not None:
+            self.fail_first = header_int(H_FAIL_FIRST, v, 0, 1_000_000)
+            self.scenario = (get(H_SCENARIO) or "").strip()
+            if not self.scenario or len(self.scenario) > MAX_SCENARIO_LEN:
+                raise invalid(
+                    f"'{H_FAIL_FIRST}' needs an '{H_SCENARIO}' header of 1..{MAX_SCENARIO_LEN} "
+                    "characters naming the sequence of requests it counts.",
+                    H_SCENARIO, "invalid_value",
+                )
 
 
 def header_int(name: str, value: str, low: int, high: int) -> int:

@@ -74,6 +74,11 @@ Per-request fault injection (headers override :class:`SimConfig`)
     chunked body is left incomplete). ``drop_stream_after_chunks``.
 ``x-sim-reply-words: <n>``
     Words of the reply (``reply_words``).
+``x-sim-fail-first: <n>`` with ``x-sim-scenario: <id>``
+    The first ``n`` requests carrying that scenario id fail (with
+    ``x-sim-status``, default 503), later ones are answered: a provider that
+    recovers, for retry and circuit-breaker tests. Counted per simulator
+    process; each dialect honours it.
 
 An invalid header value is answered with a 400 naming the header in ``param``.
 """

@@ -24,6 +24,10 @@ class ShuttingDown(Exception):
     """A delayed request interrupted because the server stops."""
 
 
+#: Bound on remembered x-sim-scenario ids (forgotten all at once beyond it).
+MAX_SCENARIOS = 10_000
+
+
 class State:
     __slots__ = (
         "config",
@@ -35,6 +39,7 @@ class State:
         "model_bodies",
         "sleepers",
         "stopping",
+        "scenarios",
     )
 
     def __init__(self, config: SimConfig):
@@ -53,6 +58,8 @@ class State:
         #: Handlers inside pause(): on shutdown they are woken up at once.
         self.sleepers: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        #: Requests seen per x-sim-scenario id (for x-sim-fail-first).
+        self.scenarios: dict[str, int] = {}
 
     async def pause(self, seconds: float) -> None:
         """Sleeps; raises ShuttingDown when the server stops meanwhile."""
@@ -97,7 +104,16 @@ class State:
     async def fault(self, knobs: Knobs) -> None:
         """Raises the injected error of this request, if any (after the latency)."""
         status = knobs.status
-        if status is None:
+        if knobs.fail_first:
+            # The first N requests of the scenario fail (x-sim-status, default
+            # 503), the later ones are answered: a provider that recovers.
+            if len(self.scenarios) >= MAX_SCENARIOS and knobs.scenario not in self.scenarios:
+                self.scenarios.clear()
+            seen = self.scenarios[knobs.scenario] = self.scenarios.get(knobs.scenario, 0) + 1
+            if seen > knobs.fail_first:
+                return
+            status = status if status not in (None, 200) else 503
+        elif status is None:
             if self.config.error_rate <= 0.0 or self.rng.random() >= self.config.error_rate:
                 return
             status = self.config.error_status

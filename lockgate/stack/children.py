@@ -45,6 +45,7 @@ def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict
     if name == "router":
         env["LOCKGATE_ROUTER_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
         env["LOCKGATE_SIM_URL"] = layout.sim_url
+        env["LOCKGATE_SIM_ORIGIN"] = layout.sim_origin
         if layout.gateway_config is not None:
             env["LOCKGATE_ROUTER_GATEWAY_CONFIG"] = str(layout.gateway_config)
         else:

@@ -66,8 +66,14 @@ class EphemeralStack:
         return self.ports["LOCKGATE_HTTP_PORT"]
 
     @property
+    def origin(self) -> str:
+        """The gateway's root URL (the Anthropic SDK's base_url)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/v1"
+        """The OpenAI SDK's base_url."""
+        return f"{self.origin}/v1"
 
     @property
     def sim_url(self) -> str:

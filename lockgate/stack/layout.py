@@ -107,7 +107,13 @@ class StackLayout:
 
     @property
     def sim_url(self) -> str:
-        return f"http://127.0.0.1:{self.sim_port}/v1"
+        """The simulator's OpenAI-style base URL (with /v1)."""
+        return f"{self.sim_origin}/v1"
+
+    @property
+    def sim_origin(self) -> str:
+        """The simulator's root URL: Anthropic, Gemini and Azure adapters add their own paths."""
+        return f"http://127.0.0.1:{self.sim_port}"
 
     # -- paths ---------------------------------------------------------------
     @property

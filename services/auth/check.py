@@ -128,7 +128,7 @@ class Checker:
         # The transcoder rewrote REST requests to gRPC (and left the original path).
         grpc_client = "x-envoy-original-path" not in headers
         if not decision.allow:
-            return _denied(decision, grpc_client)
+            return _denied(decision, grpc_client, method == _ROUTER + "AnthropicMessages")
         assert principal is not None, "policy allowed a request without a principal"
         return _allowed(principal, headers)
 
@@ -179,10 +179,16 @@ _OPENAI_TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate
 _RPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
 
 
-def _denied(decision: Decision, grpc_client: bool) -> authz.CheckResponse:
+def _denied(decision: Decision, grpc_client: bool, anthropic: bool) -> authz.CheckResponse:
     if grpc_client:
         # Envoy turns a denial of a gRPC call into grpc-status + grpc-message.
         body, content_type = decision.reason, "text/plain"
+    elif anthropic:
+        # Anthropic's SDK reads {"type": "error", "error": {"type", "message"}}.
+        error = {"type": _OPENAI_TYPE.get(decision.status, "api_error"),
+                 "message": decision.reason}
+        body = orjson.dumps({"type": "error", "error": error}).decode()
+        content_type = "application/json"
     else:
         error = {
             "message": decision.reason,

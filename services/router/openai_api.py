@@ -125,6 +125,6 @@ def shape_chunk(chunk: dict, alias: str, client_wants_usage: bool) -> bytes | No
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
-def error_event(error_body: bytes) -> bytes:
+def openai_error_event(error_body: bytes) -> bytes:
     """An in-band error after the stream has started (the HTTP status is already sent)."""
     return b"data: " + error_body + b"\n\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 
@@ -14,6 +15,16 @@ from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
 from lockgate.identity import identity_from_metadata
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
+from services.router.anthropic_edge import (
+    PING_EVENT,
+    StreamTranslator,
+    anthropic_error_body,
+    anthropic_error_status,
+    error_event,
+    parse_messages_request,
+    to_anthropic_message,
+    to_openai_request,
+)
 from services.router.cache import CACHE_STATUS_HEADER
 from services.router.convert import (
     chat_body,
@@ -24,7 +35,7 @@ from services.router.convert import (
 )
 from services.router.openai_api import (
     DONE_EVENT,
-    error_event,
+    openai_error_event,
     parse_chat_request,
     parse_embeddings_request,
     shape_chunk,
@@ -99,7 +110,40 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             yield httpbody_pb2.HttpBody(data=DONE_EVENT)
         except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band
             error = self._user_error(exc, call.request_id)
-            yield httpbody_pb2.HttpBody(data=error_event(openai_error_body(error)))
+            yield httpbody_pb2.HttpBody(data=openai_error_event(openai_error_body(error)))
+        finally:
+            await chunks.aclose()  # the client may be gone: meter and free the upstream now
+
+    async def AnthropicMessages(self, request, context):
+        """Exact Anthropic Messages wire format, routed to any provider: JSON, or
+        SSE with Anthropic's event sequence; errors in Anthropic's shape."""
+        try:
+            req = parse_messages_request(request.http_body.data)
+            body = to_openai_request(req)
+            call = _call(context, req["model"])
+            if not req.get("stream"):
+                reply = await self.router.chat(call, body)
+                await _send_cache_status(context, call)
+                message = to_anthropic_message(reply, call.alias)
+                yield httpbody_pb2.HttpBody(content_type=JSON, data=orjson.dumps(message))
+                return
+            chunks = self.router.stream(call, body)
+            first = await anext(chunks)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an Anthropic error body
+            yield await self._error_reply(exc, context, anthropic=True)
+            return
+        await _send_cache_status(context, call)
+        translator = StreamTranslator(call.alias)
+        try:
+            events = translator.feed(first)
+            yield httpbody_pb2.HttpBody(content_type=SSE, data=b"".join(events) + PING_EVENT)
+            async for chunk in chunks:
+                events = translator.feed(chunk)
+                if events:
+                    yield httpbody_pb2.HttpBody(data=b"".join(events))
+            yield httpbody_pb2.HttpBody(data=b"".join(translator.finish()))
+        except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band
+            yield httpbody_pb2.HttpBody(data=error_event(self._user_error(exc, call.request_id)))
         finally:
             await chunks.aclose()  # the client may be gone: meter and free the upstream now
 
@@ -157,8 +201,19 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             log.error("unhandled error in chat completions", exc_info=exc)
         return as_lockgate_error(exc, request_id)
 
-    async def _error_reply(self, exc: BaseException, context) -> httpbody_pb2.HttpBody:
+    async def _error_reply(
+        self, exc: BaseException, context, anthropic: bool = False
+    ) -> httpbody_pb2.HttpBody:
+        """The error as the client's dialect shapes it, with its HTTP status and,
+        when known, Retry-After."""
         request_id = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
         error = self._user_error(exc, request_id)
-        await context.send_initial_metadata(((HTTP_STATUS_HEADER, str(error.status.http)),))
-        return httpbody_pb2.HttpBody(content_type=JSON, data=openai_error_body(error))
+        if anthropic:
+            status, data = anthropic_error_status(error), anthropic_error_body(error, request_id)
+        else:
+            status, data = error.status.http, openai_error_body(error)
+        headers = [(HTTP_STATUS_HEADER, str(status))]
+        if error.retry_after is not None:
+            headers.append(("retry-after", str(max(1, math.ceil(error.retry_after)))))
+        await context.send_initial_metadata(tuple(headers))
+        return httpbody_pb2.HttpBody(content_type=JSON, data=data)

@@ -534,3 +534,19 @@ async def test_run_stops_cleanly_on_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_fail_first_fails_a_scenarios_first_requests_then_recovers(base, http):
+    async def status(scenario, **extra):
+        headers = {"x-sim-fail-first": "2", "x-sim-scenario": scenario, **extra}
+        async with http.post(f"{base}/v1/chat/completions", headers=headers,
+                             json={"model": "m", "messages": MESSAGES}) as resp:
+            return resp.status
+
+    assert [await status("a") for _ in range(3)] == [503, 503, 200]
+    assert await status("b", **{"x-sim-status": "429"}) == 429  # its own count
+    assert await status("a") == 200
+    async with http.post(f"{base}/v1/chat/completions", headers={"x-sim-fail-first": "1"},
+                         json={"model": "m", "messages": MESSAGES}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["param"] == "x-sim-scenario"
