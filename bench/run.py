@@ -4,6 +4,8 @@ S1 (unary chat): wrk at concurrency 1 and 50 against
   - direct:   the provider simulator's /v1/chat/completions
   - governed: Envoy -> auth (key, policy) -> router -> simulator, usage ledgered
 Both in the same run on the same machine, so the ratio is what counts.
+S2 (first cut): concurrent paced SSE streams, direct vs governed: completion
+  and time-to-first-token overhead (bench/streaming.py).
 S3 (first cut): ledger ingestion, entries/s into SQLite and PostgreSQL.
 Writes bench/results/latest.json and a dated copy.
 """
@@ -22,11 +24,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ledger_ingest
+from bench import ledger_ingest, streaming
 from lockgate.stack.ephemeral import EphemeralStack
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
+GATEWAY = ROOT / "gateway.yaml"
 BODY = json.dumps(
     {"model": "demo", "messages": [{"role": "user", "content": "Benchmark the gateway, please."}]}
 )
@@ -57,6 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--streams", type=int, default=200, help="concurrent streams of S2")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk); `make bench` installs it", file=sys.stderr)
@@ -69,7 +73,7 @@ def main() -> int:
         "seconds_per_run": args.seconds,
         "s1_unary_chat": [],
     }
-    with EphemeralStack() as stack:
+    with EphemeralStack(config=GATEWAY) as stack:
         direct_url = f"{stack.sim_url}/chat/completions"
         governed_url = f"{stack.base_url}/chat/completions"
         for url, key in ((direct_url, None), (governed_url, stack.admin_key)):  # warm up
@@ -87,6 +91,11 @@ def main() -> int:
             }
             results["s1_unary_chat"].append(row)
             print(json.dumps(row))
+        results["s2_streaming"] = streaming.compare(
+            f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
+            stack.admin_key, streams=args.streams,
+        )
+        print(json.dumps(results["s2_streaming"]))
     results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run())
     print(json.dumps(results["s3_ledger_ingest"]))
     RESULTS.mkdir(exist_ok=True)
