@@ -100,9 +100,15 @@ class ProviderConfig(_Strict):
 
 
 class DeploymentLimits(_Strict):
-    #: Calls in flight to this deployment at once; over it the deployment is
-    #: skipped as busy (the next one is tried). 0: unbounded.
+    """Stay under the provider's own limits: a deployment at a limit is
+    skipped (the next one is tried) instead of being sent a call it would
+    answer with 429. Per router process; 0: unbounded."""
+
+    #: Calls in flight to this deployment at once.
     max_in_flight: int = Field(default=0, ge=0)
+    #: Calls started per minute (a token bucket: bursts up to the full minute's
+    #: allowance, refilled evenly).
+    requests_per_minute: int = Field(default=0, ge=0)
 
 
 class PriceConfig(_Strict):

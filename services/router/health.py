@@ -138,6 +138,27 @@ class Ewma:
         )
 
 
+class TokenBucket:
+    """`rate_per_minute` tokens, refilled evenly; `take()` spends one if it can."""
+
+    __slots__ = ("rate", "tokens", "updated", "clock")
+
+    def __init__(self, rate_per_minute: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate_per_minute
+        self.tokens = float(rate_per_minute)
+        self.clock = clock
+        self.updated = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(self.rate), self.tokens + (now - self.updated) * self.rate / 60)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 @dataclass(slots=True)
 class DeploymentHealth:
     name: str
@@ -151,9 +172,18 @@ class DeploymentHealth:
     failures: int = 0
     last_error: str = ""
     _gauge: object = field(default=None, repr=False)
+    _bucket: TokenBucket | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._gauge = IN_FLIGHT.labels(self.name)
+
+    def admit(self, requests_per_minute: int) -> bool:
+        """Within the deployment's request rate (0: unbounded)? Spends a token."""
+        if not requests_per_minute:
+            return True
+        if self._bucket is None or self._bucket.rate != requests_per_minute:
+            self._bucket = TokenBucket(requests_per_minute, self.breaker.clock)
+        return self._bucket.take()
 
     def started(self) -> None:
         self.in_flight += 1

@@ -336,12 +336,19 @@ class Router:
         last: LockgateError | None = None
         for deployment in plan:
             health = deployment.health
-            limit = deployment.config.limits.max_in_flight
-            if limit and health.in_flight >= limit:
+            limits = deployment.config.limits
+            if limits.max_in_flight and health.in_flight >= limits.max_in_flight:
                 last = last or UpstreamUnavailable(
                     f"deployment {deployment.deployment!r} is at its in-flight limit"
                 )
                 ATTEMPTS.labels(deployment.deployment, "busy").inc()
+                continue
+            if not health.admit(limits.requests_per_minute):
+                last = last or RateLimited(
+                    f"deployment {deployment.deployment!r} is at its request rate limit",
+                    code="deployment_rate_limited",
+                )
+                ATTEMPTS.labels(deployment.deployment, "rate_limited").inc()
                 continue
             for attempt in range(cfg.retry.attempts):
                 if not health.breaker.allow():

@@ -39,6 +39,7 @@ deployments:
   limited: {{provider: limited, model: sim-small}}
   slow: {{provider: slow, model: sim-small, timeouts: {{total: 0.3}}}}
   embed: {{provider: good, model: sim-embed}}
+  capped: {{provider: good, model: sim-small, limits: {{requests_per_minute: 2}}}}
 models:
   demo: {{deployments: [good-us]}}
   regional: {{deployments: [good-us, good-eu]}}
@@ -49,6 +50,8 @@ models:
   slow: {{deployments: [slow, good-us], retry: {{attempts: 1}}}}
   slow-only: {{deployments: [slow], retry: {{attempts: 1}}}}
   embed: {{kind: embeddings, deployments: [embed]}}
+  capped: {{deployments: [capped, good-eu]}}
+  capped-only: {{deployments: [capped]}}
 routing:
   circuit_breaker: {{consecutive_failures: 3, open_seconds: 0.5, min_calls: 100}}
 """
@@ -299,3 +302,14 @@ async def test_typed_embeddings_and_rich_chat_messages(env):
         await env.router.CreateChatCompletion(
             pb.CreateChatCompletionRequest(model="demo", messages=[both]), metadata=identity())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_deployment_at_its_request_rate_is_skipped_not_sent_a_call(env):
+    for _ in range(2):
+        assert (await env.chat("capped"))[0] == 200
+    assert (await env.deployment("good-eu")).calls == 0
+    assert (await env.chat("capped"))[0] == 200  # the third in the minute fails over
+    assert (await env.deployment("capped")).calls == 2
+    assert (await env.deployment("good-eu")).calls == 1
+    status, reply = await env.chat("capped-only")
+    assert status == 429 and reply["error"]["code"] == "deployment_rate_limited"

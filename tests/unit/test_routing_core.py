@@ -299,3 +299,24 @@ def test_bad_price_files_are_rejected(tmp_path, bad):
     path.write_text(bad)
     with pytest.raises(ValueError):
         load_price_book(path)
+
+
+def test_token_bucket_allows_a_minutes_burst_then_refills_evenly():
+    from services.router.health import TokenBucket
+
+    clock = Clock()
+    bucket = TokenBucket(60, clock)
+    assert all(bucket.take() for _ in range(60))
+    assert not bucket.take()
+    clock.now += 1.0  # 60/min = one per second
+    assert bucket.take() and not bucket.take()
+    clock.now += 3600
+    assert sum(bucket.take() for _ in range(100)) == 60  # never more than a minute's worth
+
+
+def test_admit_follows_a_changed_rate():
+    board = HealthBoard(CircuitBreakerConfig(), 0.5)
+    health = board.get("d")
+    assert all(health.admit(0) for _ in range(1000))  # unbounded
+    assert sum(health.admit(2) for _ in range(5)) == 2
+    assert sum(health.admit(3) for _ in range(5)) == 3  # a reload changed the limit
