@@ -205,17 +205,10 @@ class Router:
     ) -> dict:
         self.recorder.check_capacity()
         try:
-            table = self.tables.current
-            cfg = table.alias(call.alias, call.kind)
-            plan = self.plan(call, table, cfg, body)  # authorizes cache hits too
-            key = self._cache_key(call, cfg, body)
-            if key is not None and call.cache_status == "miss":
-                cached = await self.cache.get(key)
-                if cached is not None:
-                    reply = orjson.loads(cached)
-                    call.cache_status = "hit"
-                    call.usage = usage_of(reply)
-                    return reply
+            cfg, plan, key, cached = await self._prepare(call, body)
+            if cached is not None:
+                call.usage = usage_of(cached)
+                return cached
             reply, _ = await self._attempt_in_turn(call, cfg, plan, op)
             call.usage = usage_of(reply) or (
                 embeddings_usage(body) if call.kind == "embeddings"
@@ -235,17 +228,27 @@ class Router:
         finally:
             self.meter(call)
 
-    def _cache_key(self, call: Call, cfg: AliasConfig, body: dict) -> str | None:
-        """The response cache key, or None when this call is not cached; sets
-        call.cache_status ("miss" = look up, "bypass" = the client said no-cache)."""
+    async def _prepare(
+        self, call: Call, body: dict
+    ) -> tuple[AliasConfig, list[Deployment], str | None, dict | None]:
+        """The alias config, the plan (routing policy applied: it authorizes
+        cache hits too), the response cache key (None: not cached) and the
+        cached answer on a hit. Sets call.cache_status."""
+        table = self.tables.current
+        cfg = table.alias(call.alias, call.kind)
+        plan = self.plan(call, table, cfg, body)
         if self.cache is None or cfg.cache.ttl_seconds <= 0:
-            return None
+            return cfg, plan, None, None
         try:
             key = cache_key(call.caller.tenant_id, call.alias, call.kind, body)
         except (UncacheableRequest, ValueError):
-            return None
-        call.cache_status = "bypass" if should_bypass(call.cache_control) else "miss"
-        return key
+            return cfg, plan, None, None
+        if should_bypass(call.cache_control):
+            call.cache_status = "bypass"
+            return cfg, plan, key, None
+        cached = await self.cache.get(key)
+        call.cache_status = "miss" if cached is None else "hit"
+        return cfg, plan, key, orjson.loads(cached) if cached is not None else None
 
     async def stream(self, call: Call, body: dict) -> AsyncIterator[dict]:
         """Chunks of a streamed completion; failover only before the first chunk.
@@ -258,19 +261,13 @@ class Router:
         deployment: Deployment | None = None
         tally = StreamTally()
         try:
-            table = self.tables.current
-            cfg = table.alias(call.alias, call.kind)
-            plan = self.plan(call, table, cfg, body)  # authorizes cache hits too
-            key = self._cache_key(call, cfg, body)
-            if key is not None and call.cache_status == "miss":
-                cached = await self.cache.get(key)
-                if cached is not None:
-                    call.cache_status = "hit"
-                    call.first_token_at = time.perf_counter()
-                    for chunk in completion_to_chunks(orjson.loads(cached)):
-                        call.usage = usage_of(chunk) or call.usage
-                        yield chunk
-                    return
+            cfg, plan, key, cached = await self._prepare(call, body)
+            if cached is not None:
+                call.first_token_at = time.perf_counter()
+                for chunk in completion_to_chunks(cached):
+                    call.usage = usage_of(chunk) or call.usage
+                    yield chunk
+                return
 
             async def first_chunk(d: Deployment, t: TimeoutsConfig) -> tuple[dict, AsyncIterator]:
                 stream = d.provider.stream_chat(body, d.config.model, t)
