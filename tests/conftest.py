@@ -7,8 +7,16 @@ import secrets
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from lockgate.stack.ephemeral import free_ports
+
+# Property tests are derandomized so `make test` gives the same verdict on every
+# run (CI must not fail on a rare draw it never saw before); run with
+# HYPOTHESIS_PROFILE=explore to search new examples while developing.
+settings.register_profile("lockgate", derandomize=True, database=None)
+settings.register_profile("explore", database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "lockgate"))
 
 PG_URL = os.environ.get("LOCKGATE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
