@@ -84,12 +84,23 @@ class ProviderConfig(_Strict):
             stem = lowered.rstrip("*")
             if not re.match(r"^[a-z0-9-]+\*?$", lowered) or not stem:
                 raise ValueError(f"{name!r} is not a header name or prefix")
-            if any(f.startswith(stem) for f in _NEVER_FORWARDED) or stem.startswith(
-                "x-lockgate-"
+            # Refused: a name or prefix that covers a refused header, or any
+            # header of a refused family (the entries ending in "-").
+            if any(
+                f.startswith(stem) or (f.endswith("-") and stem.startswith(f))
+                for f in _NEVER_FORWARDED
             ):
                 raise ValueError(f"{name!r} would forward credentials or gateway headers")
             out.append(lowered)
         return out
+
+    @model_validator(mode="after")
+    def _api_version_where_used(self) -> ProviderConfig:
+        if self.api_version and self.type not in ("azure", "anthropic"):
+            raise ValueError(
+                f"api_version is used by azure and anthropic providers only, not {self.type}"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -125,7 +125,10 @@ def _tool_calls(calls) -> list[pb.ToolCall]:
     return out
 
 
-def completion_response(reply: dict, alias: str, request_id: str) -> pb.CreateChatCompletionResponse:
+def completion_response(
+    reply: dict, alias: str, request_id: str, usage: TokenCounts | None
+) -> pb.CreateChatCompletionResponse:
+    """`usage` is the call's (the provider's, or Lockgate's estimate)."""
     choices = []
     for i, choice in enumerate(reply.get("choices") or []):
         message = choice.get("message") or {}
@@ -146,12 +149,15 @@ def completion_response(reply: dict, alias: str, request_id: str) -> pb.CreateCh
         created=int(reply.get("created") or 0),
         model=alias,
         choices=choices,
-        usage=token_usage(usage_of(reply)),
+        usage=token_usage(usage),
         request_id=request_id,
     )
 
 
-def stream_response(chunk: dict, alias: str, request_id: str) -> pb.StreamChatCompletionResponse:
+def stream_response(
+    chunk: dict, alias: str, request_id: str, call_usage: TokenCounts | None = None
+) -> pb.StreamChatCompletionResponse:
+    """`call_usage`: the call's usage so far, which marks an estimate as such."""
     choices = []
     for i, choice in enumerate(chunk.get("choices") or []):
         delta = choice.get("delta") or {}
@@ -172,6 +178,8 @@ def stream_response(chunk: dict, alias: str, request_id: str) -> pb.StreamChatCo
             )
         )
     usage = usage_of(chunk)
+    if usage is not None and call_usage is not None and call_usage.estimated:
+        usage = call_usage
     msg = pb.StreamChatCompletionResponse(
         id=str(chunk.get("id", "")),
         created=int(chunk.get("created") or 0),
@@ -184,7 +192,9 @@ def stream_response(chunk: dict, alias: str, request_id: str) -> pb.StreamChatCo
     return msg
 
 
-def embeddings_response(reply: dict, alias: str, request_id: str) -> pb.CreateEmbeddingsResponse:
+def embeddings_response(
+    reply: dict, alias: str, request_id: str, usage: TokenCounts | None
+) -> pb.CreateEmbeddingsResponse:
     embeddings = []
     for i, item in enumerate(reply.get("data") or []):
         vector = item.get("embedding")
@@ -192,6 +202,6 @@ def embeddings_response(reply: dict, alias: str, request_id: str) -> pb.CreateEm
             raise InvalidRequest("the provider sent base64 embeddings", param="encoding_format")
         embeddings.append(pb.Embedding(index=int(item.get("index", i)), values=vector or []))
     return pb.CreateEmbeddingsResponse(
-        model=alias, embeddings=embeddings, usage=token_usage(usage_of(reply)),
+        model=alias, embeddings=embeddings, usage=token_usage(usage),
         request_id=request_id,
     )

@@ -179,13 +179,13 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         )
         call = _call(context, request.model)
         reply = await self.router.chat(call, body)
-        return completion_response(reply, call.alias, call.request_id)
+        return completion_response(reply, call.alias, call.request_id, call.usage)
 
     async def CreateEmbeddings(self, request, context) -> pb.CreateEmbeddingsResponse:
         body = validate_embeddings_request(embeddings_body(request))
         call = _call(context, request.model, kind="embeddings")
         reply = await self.router.embed(call, body)
-        return embeddings_response(reply, call.alias, call.request_id)
+        return embeddings_response(reply, call.alias, call.request_id, call.usage)
 
     async def StreamChatCompletion(self, request, context):
         body = validate_chat_request(
@@ -193,7 +193,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         )
         call = _call(context, request.model)
         async for chunk in self.router.stream(call, body):
-            yield stream_response(chunk, call.alias, call.request_id)
+            yield stream_response(chunk, call.alias, call.request_id, call.usage)
 
     @staticmethod
     def _user_error(exc: BaseException, request_id: str | None) -> LockgateError:

@@ -173,7 +173,7 @@ class UpstreamHTTP:
                 return mapped
         return status_error(
             self.provider, resp.status, error_message(parsed) or text,
-            retry_after=retry_after_seconds(resp.headers),
+            retry_after=retry_after_seconds(resp.headers), code=_passed_code(parsed),
         )
 
 
@@ -201,6 +201,17 @@ def status_error(
         error = UpstreamError(f"{where}: {detail}", code=code)
     error.retry_after = retry_after
     return error
+
+
+#: Provider error codes a client can act on, passed through as error.code
+#: (everything else becomes the gateway's own code for the status).
+PASSED_CODES = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation"})
+
+
+def _passed_code(payload: object) -> str | None:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if code in PASSED_CODES else None
 
 
 def error_message(payload: object) -> str:
