@@ -65,3 +65,26 @@ def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_gateway_config(tmp_path / "nope.yaml")
     assert "cannot read" in str(err.value)
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key", "api-key", "x-goog-api-key",
+                                    "cookie", "x-forwarded-for", "x-envoy-original-path",
+                                    "x-lockgate-tenant-id", "x-lockgate-*", "x-*", "a*"])
+def test_forward_headers_never_pass_credentials_or_gateway_headers(tmp_path, header):
+    text = VALID.replace("api_key_env: MY_KEY}", f"api_key_env: MY_KEY, forward_headers: ['{header}']}}")
+    with pytest.raises(ConfigError, match="forward_headers"):
+        load_gateway_config(write(tmp_path, text))
+
+
+def test_forward_headers_allow_plain_names_and_prefixes(tmp_path):
+    text = VALID.replace(
+        "api_key_env: MY_KEY}", "api_key_env: MY_KEY, forward_headers: [x-sim-*, OpenAI-Organization]}")
+    assert load_gateway_config(write(tmp_path, text)).providers["p"].forward_headers == [
+        "x-sim-*", "openai-organization"]
+
+
+def test_api_version_only_where_a_provider_uses_it(tmp_path):
+    with pytest.raises(ConfigError, match="api_version"):
+        load_gateway_config(write(tmp_path, VALID.replace("type: openai", "type: openai, api_version: v2")))
+    text = VALID.replace("type: openai", "type: azure, api_version: '2024-10-21'")
+    assert load_gateway_config(write(tmp_path, text)).providers["p"].api_version == "2024-10-21"

@@ -1,0 +1,108 @@
+"""UpstreamHTTP against a real local server: status mapping, passed-through
+codes, Retry-After, SSE parsing, forwarded headers, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from lockgate.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from services.router.config import TimeoutsConfig
+from services.router.providers.http import CLIENT_HEADERS, UpstreamHTTP, retry_after_seconds
+
+TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)
+
+
+@pytest.fixture
+async def server():
+    seen: list[dict] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        kind = request.match_info["kind"]
+        if kind == "context":
+            return web.json_response({"error": {"message": "This model's maximum context length "
+                                                "is 8192 tokens", "code": "context_length_exceeded",
+                                                "type": "invalid_request_error"}}, status=400)
+        if kind == "limited":
+            return web.json_response({"error": {"message": "slow down", "code": "rate_limit_exceeded"}},
+                                     status=429, headers={"retry-after-ms": "1500"})
+        if kind == "big":
+            return web.Response(body=b"x" * 5000, content_type="application/json")
+        if kind == "slow":
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(3)
+            return resp
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: a\ndata: one\ndata: two\n\n: comment\n\ndata: three\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/{kind}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        yield f"http://127.0.0.1:{port}", session, seen
+    await runner.cleanup()
+
+
+async def test_context_length_code_passes_through(server):
+    base, session, _ = server
+    with pytest.raises(InvalidRequest) as err:
+        await UpstreamHTTP("p", session).post_json(f"{base}/context", {}, {}, TIMEOUTS)
+    assert err.value.code == "context_length_exceeded"
+
+
+async def test_rate_limit_keeps_retry_after_and_not_the_providers_code(server):
+    base, session, _ = server
+    with pytest.raises(RateLimited) as err:
+        await UpstreamHTTP("p", session).post_json(f"{base}/limited", {}, {}, TIMEOUTS)
+    assert err.value.retry_after == 1.5 and err.value.code == "upstream_rate_limited"
+
+
+async def test_oversized_responses_are_refused(server):
+    base, session, _ = server
+    with pytest.raises(UpstreamError, match="oversized"):
+        await UpstreamHTTP("p", session, max_response_bytes=1024).post_json(
+            f"{base}/big", {}, {}, TIMEOUTS)
+
+
+async def test_sse_events_join_data_lines_and_skip_comments(server):
+    base, session, _ = server
+    events = [e async for e in UpstreamHTTP("p", session).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
+    assert [(e.event, e.data) for e in events] == [("a", b"one\ntwo"), ("", b"three")]
+
+
+async def test_first_token_timeout_bounds_a_silent_stream(server):
+    base, session, _ = server
+    with pytest.raises(UpstreamTimeout):
+        async for _ in UpstreamHTTP("p", session).post_sse(
+            f"{base}/slow", {}, {}, TimeoutsConfig(connect=1, first_token=0.3, total=2)
+        ):
+            pass
+
+
+async def test_only_allowed_client_headers_are_forwarded(server):
+    base, session, seen = server
+    CLIENT_HEADERS.set((("x-sim-status", "200"), ("x-other", "no"), ("authorization", "Bearer x")))
+    http = UpstreamHTTP("p", session, forward_headers=["x-sim-*"])
+    [_ async for _ in http.post_sse(f"{base}/sse", {}, {"authorization": "Bearer mine"}, TIMEOUTS)]
+    assert seen[-1]["x-sim-status"] == "200" and "x-other" not in seen[-1]
+    assert seen[-1]["Authorization"] == "Bearer mine"
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
