@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from lockgate.sim import replies
+from lockgate.sim import replies, streaming
 from lockgate.sim.errors import SimError
 from lockgate.sim.knobs import Knobs
 from lockgate.sim.state import STATE, ShuttingDown, State
@@ -91,11 +91,6 @@ _BLOCKS_UNCHECKED = frozenset({
 })
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _JSON_PIECE = re.compile(r'[^,:]*[,:]?')
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 class _Invalid(SimError):
@@ -156,7 +151,10 @@ async def _messages(request: web.Request, state: State, request_id: str) -> web.
     answer = respond(req, knobs.words)
     message_id = state.next_id("msg_")
     if req.stream:
-        return await _stream(request, state, knobs, req, answer, message_id, request_id)
+        head, deltas, tail = stream_events(req, answer, message_id, knobs.chunk_count)
+        headers = {**streaming.SSE_HEADERS, "request-id": request_id}
+        return await streaming.send(request, knobs, head, deltas, tail, headers,
+                                    dialect="anthropic")
     if knobs.latency > 0:
         await state.pause(knobs.latency)
     body = orjson.dumps({
@@ -606,47 +604,3 @@ def stream_events(
     }))
     tail.append(_event("message_stop", {"type": "message_stop"}))
     return b"".join(head), deltas, b"".join(tail)
-
-
-async def _stream(
-    request: web.Request,
-    state: State,
-    knobs: Knobs,
-    req: MessagesRequest,
-    answer: Answer,
-    message_id: str,
-    request_id: str,
-) -> web.StreamResponse:
-    head, deltas, tail = stream_events(req, answer, message_id, knobs.chunk_count)
-    headers = {**_SSE_HEADERS, "request-id": request_id}
-    drop = knobs.drop_after is not None
-    if drop:
-        deltas = deltas[: knobs.drop_after]
-        tail = b""
-    elif knobs.ttft <= 0 and (knobs.interval <= 0 or len(deltas) <= 1):
-        return web.Response(body=b"".join((head, *deltas, tail)), headers=headers)
-
-    if knobs.interval <= 0 or len(deltas) <= 1:
-        writes = [b"".join((head, *deltas, tail))]
-    else:
-        writes = [head + deltas[0], *deltas[1:]]
-        writes[-1] += tail
-    response = web.StreamResponse(headers=headers)
-    try:
-        await response.prepare(request)
-        if knobs.ttft > 0:
-            await state.pause(knobs.ttft)
-        for i, data in enumerate(writes):
-            if i and knobs.interval > 0:
-                await state.pause(knobs.interval)
-            await response.write(data)
-    except ConnectionError:
-        return response
-    except ShuttingDown:
-        drop = True
-    except Exception:
-        log.exception("simulator: anthropic stream failed")
-        drop = True
-    if drop and request.transport is not None:
-        request.transport.close()  # the chunked body stays unterminated
-    return response

@@ -73,7 +73,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from lockgate.sim import replies, tools
+from lockgate.sim import replies, streaming, tools
 from lockgate.sim.config import MAX_EMBEDDING_DIMENSIONS
 from lockgate.sim.errors import SimError
 from lockgate.sim.knobs import Knobs
@@ -639,7 +639,7 @@ async def _generate(
         if knobs.latency > 0:
             await state.pause(knobs.latency)
         return web.Response(body=orjson.dumps(final), headers=_JSON)
-    return await _send_stream(request, state, knobs, events, final)
+    return await _send_stream(request, knobs, events, final)
 
 
 async def _stream_generate(
@@ -664,44 +664,22 @@ def _content_events(
 
 
 async def _send_stream(
-    request: web.Request, state: State, knobs: Knobs, events: list[dict], final: dict
+    request: web.Request, knobs: Knobs, events: list[dict], final: dict
 ) -> web.StreamResponse:
+    """The content events, then the final one as its own paced write."""
     sse = request.query.get("alt") == "sse"
     bodies = [orjson.dumps(e) for e in events]
     last = orjson.dumps(final)
-    drop = knobs.drop_after is not None
-    if drop:
-        bodies = bodies[: knobs.drop_after]
     if sse:
         frames = [b"data: " + b + b"\r\n\r\n" for b in bodies]
-        tail = b"" if drop else b"data: " + last + b"\r\n\r\n"
+        tail = b"data: " + last + b"\r\n\r\n"
     else:  # a JSON array of responses, as Google sends without alt=sse
         frames = [(b",\r\n" if k else b"[") + b for k, b in enumerate(bodies)]
-        tail = b"" if drop else (b",\r\n" if frames else b"[") + last + b"]"
-    headers = _SSE if sse else _JSON
-    if not drop and knobs.ttft <= 0 and knobs.interval <= 0:
-        return web.Response(body=b"".join((*frames, tail)), headers=headers)
-
-    writes = [*frames, tail] if knobs.interval > 0 else [b"".join((*frames, tail))]
-    resp = web.StreamResponse(headers=headers)
-    try:
-        await resp.prepare(request)
-        if knobs.ttft > 0:
-            await state.pause(knobs.ttft)
-        for k, data in enumerate(w for w in writes if w):
-            if k and knobs.interval > 0:
-                await state.pause(knobs.interval)
-            await resp.write(data)
-    except ConnectionError:
-        return resp
-    except ShuttingDown:
-        drop = True
-    except Exception:
-        log.exception("simulator: gemini stream failed")
-        drop = True
-    if drop and request.transport is not None:
-        request.transport.close()  # the chunked body stays unterminated
-    return resp
+        tail = (b",\r\n" if frames else b"[") + last + b"]"
+    return await streaming.send(
+        request, knobs, b"", frames, tail, _SSE if sse else _JSON, tail_apart=True,
+        dialect="gemini",
+    )
 
 
 # -- embeddings ----------------------------------------------------------------------------------

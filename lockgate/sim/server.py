@@ -88,17 +88,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from lockgate.sim import anthropic, gemini, replies
+from lockgate.sim import anthropic, gemini, replies, streaming
 from lockgate.sim.config import SimConfig
 from lockgate.sim.embeddings import embeddings
 from lockgate.sim.errors import (
@@ -111,8 +110,8 @@ from lockgate.sim.errors import (
     read_json,
 )
 from lockgate.sim.knobs import Knobs
+from lockgate.sim.openai_tools import ToolReply, check_tool_turn, parse_tools, tool_reply
 from lockgate.sim.state import STATE, ShuttingDown, State
-from lockgate.sim.tools import ToolCall, ToolSpec, choose_call
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +132,16 @@ _PROMPT_DETAILS = orjson.Fragment(b'{"cached_tokens":0}')
 _COMPLETION_DETAILS = orjson.Fragment(b'{"reasoning_tokens":0}')
 _CHUNK_OBJECT = b'","object":"chat.completion.chunk","created":'
 _CHUNK_CHOICES = b',"system_fingerprint":' + orjson.dumps(SYSTEM_FINGERPRINT) + b',"choices":['
-_ROLE_DELTA = b',"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}'
-_CONTENT_DELTA = b',"delta":{"content":'
-_CONTENT_END = b'},"logprobs":null,"finish_reason":null}'
-_FINISH_DELTA = b',"delta":{},"logprobs":null,"finish_reason":"'
-_FINISH_REASONS = {"stop": b'stop"}', "length": b'length"}'}
+_DELTA = b',"delta":'
+_NOT_FINISHED = b',"logprobs":null,"finish_reason":null}'
+_ROLE_DELTA = _DELTA + b'{"role":"assistant","content":""}' + _NOT_FINISHED
+_CONTENT_DELTA = _DELTA + b'{"content":'
+_CONTENT_END = b"}" + _NOT_FINISHED
+_FINISH_DELTA = _DELTA + b'{},"logprobs":null,"finish_reason":"'
+_FINISH_REASONS = {"stop": b'stop"}', "length": b'length"}', "tool_calls": b'tool_calls"}'}
 _END_NO_USAGE = b"]}\n\n"
 _END_NULL_USAGE = b'],"usage":null}\n\n'
 _DONE = b"data: [DONE]\n\n"
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 # -- chat completions -------------------------------------------------------------
@@ -204,7 +200,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         if content is not None and not isinstance(content, str | list):
             raise bad_type(f"messages[{i}].content", "string or array", content)
         if calls is not None or role in ("tool", "assistant"):
-            calls = _check_tool_turn(message, i, calls)
+            calls = check_tool_turn(message, i, calls)
     chat.messages = messages
 
     stream = body.get("stream")
@@ -250,7 +246,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
         chat.stop = stop
     else:
         raise bad_type("stop", "string or array of strings", stop)
-    chat.tools, chat.tool_choice, chat.forced_tool = _parse_tools(body)
+    chat.tools, chat.tool_choice, chat.forced_tool = parse_tools(body)
     return chat
 
 
@@ -261,17 +257,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await state.fault(knobs)
 
     key = replies.messages_key(chat.messages)
+    tool = None
     if chat.tools is not None:
-        ends_with_result = chat.messages[-1].get("role") == "tool"
-        call = choose_call(chat.tools, chat.tool_choice, chat.forced_tool, ends_with_result, key)
-        if call is not None:
-            return await _tool_call_reply(request, knobs, chat, call)
-    completions = [
-        replies.complete(key, knobs.words, i, stop=chat.stop, max_tokens=chat.max_tokens)
-        for i in range(chat.n)
-    ]
+        tool = tool_reply(chat.tools, chat.tool_choice, chat.forced_tool, chat.messages, key)
+    if tool is None:
+        completions = [
+            replies.complete(key, knobs.words, i, stop=chat.stop, max_tokens=chat.max_tokens)
+            for i in range(chat.n)
+        ]
+        completion = sum(c.tokens for c in completions)
+    else:
+        completions = []
+        completion = chat.n * tool.tokens
     prompt = replies.prompt_tokens(chat.messages)
-    completion = sum(c.tokens for c in completions)
     usage = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -282,11 +280,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     cid = state.next_id("chatcmpl-")
     created = int(time.time())
     if chat.stream:
-        frames = _stream_frames(chat, knobs, completions, usage, cid, created)
-        return await _stream(request, knobs, frames)
+        role, content, tail = _stream_frames(chat, knobs, completions, tool, usage, cid, created)
+        return await streaming.send(request, knobs, role, content, tail, streaming.SSE_HEADERS)
 
     if knobs.latency > 0:
         await state.pause(knobs.latency)
+    if tool is None:
+        answers = [
+            ({"role": "assistant", "content": c.text, "refusal": None}, c.finish_reason)
+            for c in completions
+        ]
+    else:
+        answers = [(tool.message(), tool.finish_reason)] * chat.n
     body = orjson.dumps(
         {
             "id": cid,
@@ -294,13 +299,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "created": created,
             "model": chat.model,
             "choices": [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": c.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": c.finish_reason,
-                }
-                for i, c in enumerate(completions)
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                for i, (message, finish) in enumerate(answers)
             ],
             "usage": usage,
             "system_fingerprint": _FP,
@@ -313,11 +313,13 @@ def _stream_frames(
     chat: _Chat,
     knobs: Knobs,
     completions: list[replies.Completion],
+    tool: ToolReply | None,
     usage: dict[str, Any],
     cid: str,
     created: int,
 ) -> tuple[bytes, list[bytes], bytes]:
-    """(role chunks, content chunks grouped by position, tail through [DONE])."""
+    """(role chunks, content chunks grouped by position, tail through [DONE]),
+    one chunk per choice in each, as OpenAI sends them."""
     head = (
         b'data: {"id":"'
         + cid.encode()
@@ -330,350 +332,52 @@ def _stream_frames(
     end = _END_NULL_USAGE if chat.include_usage else _END_NO_USAGE
     indexes = [b'{"index":' + str(i).encode() for i in range(chat.n)]
 
-    role = b"".join([part for idx in indexes for part in (head, idx, _ROLE_DELTA, end)])
-
-    chunked = [replies.group_pieces(c.pieces, knobs.chunk_count) for c in completions]
-    dumps = orjson.dumps
-    if chat.n == 1:  # the common case, kept tight
-        idx = indexes[0]
-        content = [
-            b"".join((head, idx, _CONTENT_DELTA, dumps(piece), _CONTENT_END, end))
-            for piece in chunked[0]
-        ]
+    answers: Sequence[replies.Completion | ToolReply]
+    if tool is not None:
+        role, content = _tool_chunks(head, end, indexes, tool, knobs.chunk_count)
+        answers = [tool] * chat.n
     else:
-        content = []
-        for p in range(max(len(c) for c in chunked)):
-            parts: list[bytes] = []
-            for i, chunks in enumerate(chunked):
-                if p < len(chunks):
-                    parts += (head, indexes[i], _CONTENT_DELTA, dumps(chunks[p]), _CONTENT_END, end)
-            content.append(b"".join(parts))
+        role = b"".join([part for idx in indexes for part in (head, idx, _ROLE_DELTA, end)])
+        chunked = [replies.group_pieces(c.pieces, knobs.chunk_count) for c in completions]
+        dumps = orjson.dumps
+        if chat.n == 1:  # the common case, kept tight
+            idx = indexes[0]
+            content = [
+                b"".join((head, idx, _CONTENT_DELTA, dumps(piece), _CONTENT_END, end))
+                for piece in chunked[0]
+            ]
+        else:
+            content = []
+            for p in range(max(len(c) for c in chunked)):
+                parts: list[bytes] = []
+                for i, chunks in enumerate(chunked):
+                    if p < len(chunks):
+                        parts += (
+                            head, indexes[i], _CONTENT_DELTA, dumps(chunks[p]), _CONTENT_END, end
+                        )
+                content.append(b"".join(parts))
+        answers = completions
 
     tail_parts: list[bytes] = []
-    for i, c in enumerate(completions):
-        tail_parts += (head, indexes[i], _FINISH_DELTA, _FINISH_REASONS[c.finish_reason], end)
+    for i, answer in enumerate(answers):
+        tail_parts += (head, indexes[i], _FINISH_DELTA, _FINISH_REASONS[answer.finish_reason], end)
     if chat.include_usage:
         tail_parts += (head, b'],"usage":', orjson.dumps(usage), b"}\n\n")
-    tail = b"".join(tail_parts)
-    return role, content, tail + _DONE
+    tail_parts.append(_DONE)
+    return role, content, b"".join(tail_parts)
 
 
-async def _stream(
-    request: web.Request, knobs: Knobs, frames: tuple[bytes, list[bytes], bytes]
-) -> web.StreamResponse:
-    """Sends (role chunks, content chunks, tail) paced and cut as the knobs say."""
-    state: State = request.app[STATE]
-    role, content, tail = frames
-    drop = knobs.drop_after is not None
-    if drop:
-        content = content[: knobs.drop_after]
-        tail = b""
-    elif knobs.ttft <= 0 and (knobs.interval <= 0 or len(content) <= 1):
-        # Unpaced and complete (the benchmark case): the same SSE bytes as one
-        # response with a Content-Length, i.e. one write for headers and body.
-        return web.Response(body=b"".join((role, *content, tail)), headers=_SSE_HEADERS)
-
-    # The writes: the role chunk with the first content chunk, then one content
-    # position per write; the last write carries the tail. Unpaced: one write.
-    if knobs.interval <= 0 or len(content) <= 1:
-        writes = [b"".join((role, *content, tail))]
-    else:
-        writes = [role + content[0], *content[1:]]
-        writes[-1] += tail
-
-    resp = web.StreamResponse(headers=_SSE_HEADERS)
-    try:
-        await resp.prepare(request)  # status and headers leave now, like a real provider's
-        if knobs.ttft > 0:
-            await state.pause(knobs.ttft)
-        for i, data in enumerate(writes):
-            if i and knobs.interval > 0:
-                await state.pause(knobs.interval)
-            await resp.write(data)
-    except ConnectionError:
-        return resp  # the client went away: nothing left to do
-    except ShuttingDown:
-        drop = True
-    except Exception:
-        log.exception("simulator: stream failed")
-        drop = True
-    if drop:
-        transport = request.transport
-        if transport is not None:
-            transport.close()  # flushes what was written; the chunked body stays unterminated
-    return resp
-
-
-# -- tool calls ----------------------------------------------------------------------
-# Requests with `tools` go through lockgate.sim.tools.choose_call; a call is
-# answered as OpenAI does (content null, `tool_calls`, finish_reason
-# "tool_calls"), the arguments counted as completion tokens and never cut by
-# max_tokens (as in the other dialects). Requests without tools never get here.
-
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_MAX_TOOLS = 128
-_TOOL_CHOICES = ("none", "auto", "required")
-
-
-def _missing(param: str) -> SimError:
-    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
-
-
-def _check_tool_turn(message: dict[str, Any], i: int, calls: set[str] | None) -> set[str] | None:
-    """Checks tool-calling turns as OpenAI does; returns the tool call ids a
-    following `tool` message may answer (None: no tool message may follow)."""
-    role = message["role"]
-    if role == "tool":
-        call_id = message.get("tool_call_id")
-        if call_id is None:
-            raise _missing(f"messages[{i}].tool_call_id")
-        if not isinstance(call_id, str):
-            raise bad_type(f"messages[{i}].tool_call_id", "string", call_id)
-        if calls is None or call_id not in calls:
-            raise invalid(
-                "Invalid parameter: messages with role 'tool' must be a response to a "
-                "preceeding message with 'tool_calls'.",
-                f"messages[{i}].role",
-            )
-        return calls
-    tool_calls = message.get("tool_calls") if role == "assistant" else None
-    if tool_calls is None:
-        return None
-    if not isinstance(tool_calls, list):
-        raise bad_type(f"messages[{i}].tool_calls", "array", tool_calls)
-    ids = set()
-    for j, call in enumerate(tool_calls):
-        if not isinstance(call, dict):
-            raise bad_type(f"messages[{i}].tool_calls[{j}]", "object", call)
-        if not isinstance(call.get("id"), str):
-            raise _missing(f"messages[{i}].tool_calls[{j}].id")
-        ids.add(call["id"])
-    return ids
-
-
-def _parse_tools(body: dict[str, Any]) -> tuple[list[ToolSpec] | None, str | None, str | None]:
-    """(tools or None, tool choice "auto"/"none"/"required" or None, forced function name)."""
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    parallel = body.get("parallel_tool_calls")
-    if tools is None:
-        for name, value in (("tool_choice", choice), ("parallel_tool_calls", parallel)):
-            if value is not None:
-                raise invalid(
-                    f"Invalid value for '{name}': '{name}' is only allowed when 'tools' "
-                    "are specified.",
-                    name,
-                )
-        return None, None, None
-    if not isinstance(tools, list):
-        raise bad_type("tools", "array", tools)
-    if not tools:
-        raise invalid(
-            "Invalid 'tools': empty array. Expected an array with minimum length 1, but "
-            "got an empty array instead.",
-            "tools",
-            "empty_array",
-        )
-    if len(tools) > _MAX_TOOLS:
-        raise invalid(
-            f"Invalid 'tools': array too long. Expected an array with maximum length "
-            f"{_MAX_TOOLS}, but got an array with length {len(tools)} instead.",
-            "tools",
-            "array_above_max_length",
-        )
-    specs = [_tool_spec(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-    if parallel is not None and not isinstance(parallel, bool):
-        raise bad_type("parallel_tool_calls", "boolean", parallel)
-
-    if choice is None:
-        return specs, None, None
-    if isinstance(choice, str):
-        if choice not in _TOOL_CHOICES:
-            raise invalid(
-                f"Invalid value: {choice[:40]!r}. Supported values are: 'none', 'auto', "
-                "and 'required'.",
-                "tool_choice",
-                "invalid_value",
-            )
-        return specs, choice, None
-    if not isinstance(choice, dict):
-        raise bad_type("tool_choice", "string or object", choice)
-    if choice.get("type") != "function":
-        if choice.get("type") is None:
-            raise _missing("tool_choice.type")
-        raise invalid(
-            f"Invalid value: {str(choice['type'])[:40]!r}. Supported values are: 'function'.",
-            "tool_choice.type",
-            "invalid_value",
-        )
-    function = choice.get("function")
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _missing("tool_choice.function.name")
-    name = function["name"]
-    if all(spec.name != name for spec in specs):
-        raise invalid(
-            f"Invalid value for 'tool_choice': function {name[:64]!r} was not found in "
-            "'tools'.",
-            "tool_choice",
-            "invalid_value",
-        )
-    return specs, None, name
-
-
-def _tool_spec(tool: Any, path: str) -> ToolSpec:
-    if not isinstance(tool, dict):
-        raise bad_type(path, "object", tool)
-    kind = tool.get("type")
-    if kind is None:
-        raise _missing(f"{path}.type")
-    if kind != "function":
-        raise invalid(
-            f"Invalid value: {str(kind)[:40]!r}. Supported values are: 'function' "
-            "(the simulator has no custom tools).",
-            f"{path}.type",
-            "invalid_value",
-        )
-    function = tool.get("function")
-    if function is None:
-        raise _missing(f"{path}.function")
-    if not isinstance(function, dict):
-        raise bad_type(f"{path}.function", "object", function)
-    name = function.get("name")
-    if name is None:
-        raise _missing(f"{path}.function.name")
-    if not isinstance(name, str):
-        raise bad_type(f"{path}.function.name", "string", name)
-    if not _TOOL_NAME.match(name):
-        raise invalid(
-            f"Invalid '{path}.function.name': string does not match pattern. Expected a "
-            "string that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
-            f"{path}.function.name",
-            "invalid_value",
-        )
-    for field, kind_name, kind_type in (
-        ("description", "string", str),
-        ("parameters", "object", dict),
-        ("strict", "boolean", bool),
-    ):
-        value = function.get(field)
-        if value is not None and not isinstance(value, kind_type):
-            raise bad_type(f"{path}.function.{field}", kind_name, value)
-    return ToolSpec(name=name, parameters=function.get("parameters") or {})
-
-
-def _argument_fragments(arguments: str) -> list[str]:
-    """The arguments as streamed: cut after each comma. A cut next to a
-    punctuation character never splits a token, so the fragments' tokens add
-    up to the tokens of the whole."""
-    parts = arguments.split(",")
-    return [p + "," for p in parts[:-1]] + [parts[-1]]
-
-
-async def _tool_call_reply(
-    request: web.Request, knobs: Knobs, chat: _Chat, call: ToolCall
-) -> web.StreamResponse:
-    state: State = request.app[STATE]
-    arguments = orjson.dumps(call.arguments).decode()
-    prompt = replies.prompt_tokens(chat.messages)
-    completion = chat.n * replies.count_tokens(arguments)
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": _PROMPT_DETAILS,
-        "completion_tokens_details": _COMPLETION_DETAILS,
-    }
-    cid = state.next_id("chatcmpl-")
-    created = int(time.time())
-    call_id = call.call_id("call_")
-    if chat.stream:
-        frames = _tool_frames(chat, knobs, call, call_id, arguments, usage, cid, created)
-        return await _stream(request, knobs, frames)
-
-    if knobs.latency > 0:
-        await state.pause(knobs.latency)
-    tool_calls = [
-        {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
-    ]
-    body = orjson.dumps(
-        {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": chat.model,
-            "choices": [
-                {
-                    "index": i,
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": tool_calls,
-                        "refusal": None,
-                    },
-                    "logprobs": None,
-                    "finish_reason": "tool_calls",
-                }
-                for i in range(chat.n)
-            ],
-            "usage": usage,
-            "system_fingerprint": _FP,
-        }
-    )
-    return web.Response(body=body, headers=JSON_HEADERS)
-
-
-def _tool_frames(
-    chat: _Chat,
-    knobs: Knobs,
-    call: ToolCall,
-    call_id: str,
-    arguments: str,
-    usage: dict[str, Any],
-    cid: str,
-    created: int,
-) -> tuple[bytes, list[bytes], bytes]:
-    """A streamed tool call as OpenAI sends it: id, type and name with an empty
-    `arguments` first, then the arguments in fragments (the content chunks the
-    pacing and drop knobs act on), then finish_reason and the usage chunk."""
-    base = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": chat.model,
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-    }
-    extra = {"usage": None} if chat.include_usage else {}
-
-    def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        """One chunk per choice, as the text path sends them."""
-        return b"".join(
-            b"data: "
-            + orjson.dumps(
-                {
-                    **base,
-                    "choices": [
-                        {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
-                    ],
-                    **extra,
-                }
-            )
-            + b"\n\n"
-            for i in range(chat.n)
-        )
-
-    start = {
-        "index": 0,
-        "id": call_id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": ""},
-    }
-    role = frame({"role": "assistant", "content": None, "tool_calls": [start], "refusal": None})
-    pieces = replies.group_pieces(_argument_fragments(arguments), knobs.chunk_count)
-    content = [frame({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces]
-    tail = frame({}, "tool_calls")
-    if chat.include_usage:
-        tail += b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
-    return role, content, tail + _DONE
+def _tool_chunks(
+    head: bytes, end: bytes, indexes: list[bytes], tool: ToolReply, chunk_count: int | None
+) -> tuple[bytes, list[bytes]]:
+    """(role chunks, content chunks) of a streamed tool call: the deltas of
+    :meth:`ToolReply.stream_deltas`, the same for every choice."""
+    first, deltas = tool.stream_deltas(chunk_count)
+    frames = []
+    for delta in (first, *deltas):
+        part = _DELTA + orjson.dumps(delta) + _NOT_FINISHED
+        frames.append(b"".join([piece for idx in indexes for piece in (head, idx, part, end)]))
+    return frames[0], frames[1:]
 
 
 # -- models, health ----------------------------------------------------------------

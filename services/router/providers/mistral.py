@@ -66,6 +66,7 @@ token-id inputs are rejected.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -81,6 +82,7 @@ from services.router.providers.http import (
     retry_after_seconds,
     status_error,
 )
+from services.router.providers.openai import stream_chunks
 
 _SAME = frozenset({
     "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
@@ -146,31 +148,15 @@ class MistralProvider:
         events = self.http.post_sse(
             f"{self.base_url}/chat/completions", payload, headers, timeouts
         )
+        chunks = stream_chunks(self.name, events, _stream_error)
         usage_chunk: dict | None = None
-        done = False
-        try:
-            async for event in events:
-                if event.data == b"[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    chunk = None
-                if not isinstance(chunk, dict):
-                    raise UpstreamError(f"provider {self.name!r} sent an invalid stream chunk")
-                if "choices" not in chunk:
-                    detail = _message_text(chunk) or "no error message"
-                    raise UpstreamError(f"provider {self.name!r} failed mid-stream: {detail}")
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
                 out, usage = stream_chunk(self.name, chunk)
                 if usage is not None:
                     usage_chunk = {**_chunk_head(chunk), "choices": [], "usage": usage}
                 if out is not None:
                     yield out
-        finally:
-            await events.aclose()
-        if not done:
-            raise UpstreamError(f"provider {self.name!r} ended the stream early")
         if usage_chunk is not None:
             yield usage_chunk
 
@@ -583,6 +569,11 @@ def _validation_details(details: list) -> tuple[str, str | None]:
             param = path[0]
         parts.append(f"{'.'.join(path) or 'body'}: {item.get('msg', 'invalid')}")
     return "; ".join(parts), param
+
+
+def _stream_error(chunk: dict) -> str | None:
+    """The message of an error sent mid-stream (a body without `choices`)."""
+    return None if "choices" in chunk else _message_text(chunk)
 
 
 def _message_text(payload: dict) -> str:

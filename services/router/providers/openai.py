@@ -8,14 +8,15 @@ whether the client asked or not) and checks the shape of what comes back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import aiohttp
 import orjson
 
 from lockgate.errors import UpstreamError
+from lockgate.logs import redact
 from services.router.config import ProviderConfig, TimeoutsConfig
-from services.router.providers.http import UpstreamHTTP, api_key, error_message
+from services.router.providers.http import SSEEvent, UpstreamHTTP, api_key, error_message
 
 
 class OpenAIProvider:
@@ -46,36 +47,13 @@ class OpenAIProvider:
             raise UpstreamError(f"provider {self.name!r} sent an unexpected response")
         return reply
 
-    async def stream_chat(
+    def stream_chat(
         self, body: dict, model: str, timeouts: TimeoutsConfig
     ) -> AsyncIterator[dict]:
         payload = {**body, "model": model, "stream": True,
                    "stream_options": {"include_usage": True}}
         events = self.http.post_sse(self.url("chat/completions", model), payload, self.headers, timeouts)
-        done = False
-        try:
-            async for event in events:
-                if event.data == b"[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(
-                        f"provider {self.name!r} sent an invalid stream chunk"
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamError(f"provider {self.name!r} sent an invalid stream chunk")
-                if "error" in chunk:
-                    raise UpstreamError(
-                        f"provider {self.name!r} failed mid-stream: "
-                        f"{error_message(chunk) or 'no error message'}"
-                    )
-                yield chunk
-        finally:
-            await events.aclose()
-        if not done:
-            raise UpstreamError(f"provider {self.name!r} ended the stream early")
+        return stream_chunks(self.name, events)
 
     async def embed(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
         reply = await self.http.post_json(
@@ -84,3 +62,43 @@ class OpenAIProvider:
         if not isinstance(reply.get("data"), list):
             raise UpstreamError(f"provider {self.name!r} sent an unexpected response")
         return reply
+
+
+def _error_detail(chunk: dict) -> str | None:
+    """An OpenAI error object's message ("" without one), or None for a chunk."""
+    return error_message(chunk) if "error" in chunk else None
+
+
+async def stream_chunks(
+    provider: str,
+    events: AsyncGenerator[SSEEvent, None],
+    error_detail: Callable[[dict], str | None] = _error_detail,
+) -> AsyncIterator[dict]:
+    """The JSON objects of an OpenAI-style event stream, through `data: [DONE]`.
+
+    An event that is not a JSON object, an error sent mid-stream
+    (`error_detail` gives its message, None for a chunk) and a stream ending
+    without [DONE] are UpstreamErrors. `events` is closed when this ends or is
+    closed.
+    """
+    done = False
+    try:
+        async for event in events:
+            if event.data == b"[DONE]":
+                done = True
+                break
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                chunk = None
+            if not isinstance(chunk, dict):
+                raise UpstreamError(f"provider {provider!r} sent an invalid stream chunk")
+            detail = error_detail(chunk)
+            if detail is not None:
+                detail = redact(detail)[:500] or "no error message"
+                raise UpstreamError(f"provider {provider!r} failed mid-stream: {detail}")
+            yield chunk
+    finally:
+        await events.aclose()
+    if not done:
+        raise UpstreamError(f"provider {provider!r} ended the stream early")
