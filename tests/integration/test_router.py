@@ -19,10 +19,9 @@ from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.sim.config import SimConfig
 from lockgate.sim.server import serve as serve_sim
-from services.ledger.app import LedgerSettings
-from services.ledger.app import build as build_ledger
 from services.router.app import RouterApp, RouterSettings
 from tests.conftest import free_port
+from tests.integration.router_harness import running_router, simulators, start_ledger
 
 IDENTITY = ((TENANT_ID, "ten_test"), (KEY_ID, "key_test"))
 MESSAGES = [{"role": "user", "content": "hello router"}]
@@ -53,13 +52,6 @@ models:
 """
 
 
-async def start_ledger(tmp_path, port=0):
-    settings = LedgerSettings(data_dir=tmp_path, grpc_port=port)
-    server, _service, engine = await build_ledger(settings)
-    bound = await server.start()
-    return server, engine, bound
-
-
 @pytest.fixture
 async def env(tmp_path):
     sims = {
@@ -69,31 +61,8 @@ async def env(tmp_path):
         "dropping": SimConfig(drop_stream_after_chunks=2),
         "slow": SimConfig(chunk_interval_ms=100, reply_words=50),
     }
-    runners, ports = [], {}
-    for name, cfg in sims.items():
-        runner, ports[name] = await serve_sim("127.0.0.1", 0, cfg)
-        runners.append(runner)
-    config = tmp_path / "gateway.yaml"
-    config.write_text(GATEWAY.format(**ports))
-    ledger, engine, ledger_port = await start_ledger(tmp_path)
-    app = RouterApp(
-        RouterSettings(
-            data_dir=tmp_path, grpc_port=0, gateway_config=config,
-            ledger_address=f"127.0.0.1:{ledger_port}",
-        )
-    )
-    port = await app.start()
-    router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    ledger_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}")
-    yield pb_grpc.RouterServiceStub(router_channel), ledger_grpc.LedgerServiceStub(ledger_channel)
-    await router_channel.close()
-    await ledger_channel.close()
-    await app.server.stop(0)
-    await app.close()
-    await ledger.stop(0)
-    await engine.dispose()
-    for runner in runners:
-        await runner.cleanup()
+    async with simulators(sims) as ports, running_router(tmp_path, GATEWAY.format(**ports)) as rut:
+        yield rut.router, rut.ledger
 
 
 async def openai_call(router, body: dict, request_id: str = "req-1"):

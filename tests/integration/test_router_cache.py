@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import uuid
 
-import grpc
 import orjson
 import pytest
 from google.api import httpbody_pb2
 
 from lockgate.identity import KEY_ID, ROLES, TENANT_ID, TENANT_NAME
 from lockgate.router.v1 import router_service_pb2 as pb
-from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.sim.config import SimConfig
-from lockgate.sim.server import serve as serve_sim
-from services.router.app import RouterApp, RouterSettings
-from tests.integration.test_router import ledger_entry, start_ledger
+from tests.integration.router_harness import running_router, simulators
+from tests.integration.test_router import ledger_entry
 
 GATEWAY = """
 providers:
@@ -47,25 +44,10 @@ def identity(tenant: str):
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def env(request, tmp_path):
-    runner, port = await serve_sim("127.0.0.1", 0, SimConfig())
-    config = tmp_path / "gateway.yaml"
-    config.write_text(GATEWAY.format(port=port, cache=BACKENDS[request.param]))
-    ledger, engine, ledger_port = await start_ledger(tmp_path)
-    app = RouterApp(RouterSettings(data_dir=tmp_path, grpc_port=0, gateway_config=config,
-                                   ledger_address=f"127.0.0.1:{ledger_port}"))
-    router_port = await app.start()
-    router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{router_port}")
-    ledger_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}")
-    from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
-
-    yield pb_grpc.RouterServiceStub(router_channel), ledger_grpc.LedgerServiceStub(ledger_channel)
-    await router_channel.close()
-    await ledger_channel.close()
-    await app.server.stop(0)
-    await app.close()
-    await ledger.stop(0)
-    await engine.dispose()
-    await runner.cleanup()
+    async with simulators({"sim": SimConfig()}) as ports, running_router(
+        tmp_path, GATEWAY.format(port=ports["sim"], cache=BACKENDS[request.param])
+    ) as rut:
+        yield rut.router, rut.ledger
 
 
 async def call(router, body, tenant, request_id, *extra_metadata, method="chat"):

@@ -17,11 +17,8 @@ from google.api import httpbody_pb2
 from lockgate.identity import KEY_ID, MODELS, ROLES, TENANT_ID, TENANT_NAME
 from lockgate.policy import DEFAULT_ROOT
 from lockgate.router.v1 import router_service_pb2 as pb
-from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.sim.config import SimConfig
-from lockgate.sim.server import serve as serve_sim
-from services.router.app import RouterApp, RouterSettings
-from tests.integration.test_router import start_ledger
+from tests.integration.router_harness import running_router, simulators
 
 MESSAGES = [{"role": "user", "content": "hello routing"}]
 
@@ -70,12 +67,6 @@ async def env(tmp_path):
         "limited": SimConfig(error_rate=1.0, error_status=429),
         "slow": SimConfig(latency_ms=2000),
     }
-    runners, ports = [], {}
-    for name, cfg in sims.items():
-        runner, ports[name] = await serve_sim("127.0.0.1", 0, cfg)
-        runners.append(runner)
-    config = tmp_path / "gateway.yaml"
-    config.write_text(GATEWAY.format(**ports))
     policies = tmp_path / "policies"
     shutil.copytree(DEFAULT_ROOT, policies)
     (policies / "lockgate/routing/data.json").write_text(json.dumps({
@@ -83,40 +74,27 @@ async def env(tmp_path):
         "tenant_labels": {},
         "tenant_aliases": {"narrow": {"demo": True}},
     }))
-    ledger, engine, ledger_port = await start_ledger(tmp_path)
-    app = RouterApp(RouterSettings(
-        data_dir=tmp_path, grpc_port=0, gateway_config=config, policy_dir=policies,
-        ledger_address=f"127.0.0.1:{ledger_port}", config_reload_interval=0.1,
-    ))
-    port = await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    async with simulators(sims) as ports, running_router(
+        tmp_path, GATEWAY.format(**ports), policy_dir=policies, config_reload_interval=0.1,
+    ) as rut:
+        yield _Env(rut)
 
-    class Env:
-        router = pb_grpc.RouterServiceStub(channel)
-        admin = pb_grpc.RouterAdminServiceStub(channel)
-        config_path = config
 
-        @staticmethod
-        async def chat(model, metadata=None, **extra):
-            return await http_call(Env.router.OpenAIChatCompletions, pb.OpenAIChatCompletionsRequest,
-                                   {"model": model, "messages": MESSAGES, **extra},
-                                   metadata or identity())
+class _Env:
+    """The router under test with shortcuts for these tests."""
 
-        @staticmethod
-        async def deployment(name):
-            table = await Env.admin.GetRoutingTable(
-                pb.GetRoutingTableRequest(), metadata=identity(roles="platform_admin"))
-            return next(d for d in table.deployments if d.name == name)
+    def __init__(self, rut):
+        self.router, self.admin, self.config_path = rut.router, rut.admin, rut.config_path
 
-    yield Env
-    await channel.close()
-    await app.server.stop(0)
-    await app.close()
-    await ledger.stop(0)
-    await engine.dispose()
-    for runner in runners:
-        await runner.cleanup()
+    async def chat(self, model, metadata=None, **extra):
+        return await http_call(self.router.OpenAIChatCompletions, pb.OpenAIChatCompletionsRequest,
+                               {"model": model, "messages": MESSAGES, **extra},
+                               metadata or identity())
 
+    async def deployment(self, name):
+        table = await self.admin.GetRoutingTable(
+            pb.GetRoutingTableRequest(), metadata=identity(roles="platform_admin"))
+        return next(d for d in table.deployments if d.name == name)
 
 async def http_call(method, request_type, body, metadata, grpc_timeout=None):
     call = method(
