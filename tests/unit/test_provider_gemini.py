@@ -642,3 +642,21 @@ def test_response_translation_never_crashes(reply):
         stream.end()
     except UpstreamError:
         pass
+
+
+def test_thought_signatures_round_trip_through_tool_calls():
+    from services.router.providers.gemini.request import to_gemini_request
+    from services.router.providers.gemini.response import candidate_parts
+
+    candidate = {"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+         "thoughtSignature": "c2lnbmF0dXJl"}]}}
+    _, calls = candidate_parts(candidate, "resp-1", 0, 0)
+    assert calls[0]["extra_content"] == {"google": {"thought_signature": "c2lnbmF0dXJl"}}
+    request = to_gemini_request({"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"temp": 21}'},
+    ]})
+    part = request["contents"][1]["parts"][0]
+    assert part["thoughtSignature"] == "c2lnbmF0dXJl" and part["functionCall"]["name"] == "get_weather"

@@ -17,9 +17,9 @@
   the name is looked up by `tool_call_id` among earlier assistant tool_calls
   (unknown id -> 400); `response` is the content parsed as JSON when it is a
   JSON object, else `{"content": text}` (Gemini allows any keys there).
-  Thought signatures are not round-tripped (OpenAI's format has no place for
-  them), so multi-turn function calling on Gemini 3 thinking models may be
-  refused by Google.
+  A tool call's `extra_content.google.thought_signature` (set on answers, as
+  Google's own OpenAI-compatible API does) goes back as the part's
+  `thoughtSignature`, which thinking models need in multi-turn tool use.
 * `tools` -> `tools[{functionDeclarations: [{name, description, parameters}]}]`.
   `parameters` is converted to Gemini's OpenAPI-subset Schema
   (`gemini_schema`, see schema.py). An object without properties at the top
@@ -313,8 +313,21 @@ def _call_parts(calls: Any, where: str, call_names: dict[str, str]) -> list[dict
                 f"'{at}.function.arguments' must be a JSON object", param=f"{at}.function.arguments"
             )
         call_names[call["id"]] = fn["name"]
-        parts.append({"functionCall": {"name": fn["name"], "args": args}})
+        part: dict = {"functionCall": {"name": fn["name"], "args": args}}
+        signature = _thought_signature(call)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     return parts
+
+
+def _thought_signature(call: dict) -> str | None:
+    """The Gemini thought signature a previous answer attached to this tool call
+    (`extra_content.google.thought_signature`, as responses carry it)."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _tool_result(message: dict, where: str, call_names: dict[str, str]) -> dict:

@@ -104,11 +104,17 @@ def candidate_parts(
             args = call.get("args") if isinstance(call.get("args"), dict) else {}
             arguments = orjson.dumps(args).decode()
             position = first_call + len(calls)
-            calls.append({
+            tool_call = {
                 "id": tool_call_id(response_id, index, position, call["name"], arguments),
                 "type": "function",
                 "function": {"name": call["name"], "arguments": arguments},
-            })
+            }
+            signature = part.get("thoughtSignature")
+            if isinstance(signature, str) and signature:
+                # Thinking models need it back with the call in the next turn;
+                # the field is the one Google's own OpenAI-compatible API uses.
+                tool_call["extra_content"] = {"google": {"thought_signature": signature}}
+            calls.append(tool_call)
     return "".join(texts), calls
 
 
