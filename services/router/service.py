@@ -151,8 +151,11 @@ class Router:
 
     # -- queries ------------------------------------------------------------------
 
-    def aliases(self, caller: Identity, kind: str | None = None) -> list[str]:
-        """The aliases this caller may use (GET /v1/models), sorted."""
+    def aliases(
+        self, caller: Identity, kind: str | None = None
+    ) -> list[tuple[str, AliasConfig]]:
+        """The aliases this caller may use (GET /v1/models), sorted, with their
+        config (from one table snapshot)."""
         table = self.tables.current
         out = []
         for alias, cfg in sorted(table.config.models.items()):
@@ -164,7 +167,7 @@ class Router:
                 caller, alias, cfg.kind, table.policy_view(alias), table.generation
             ).alias_allowed:
                 continue
-            out.append(alias)
+            out.append((alias, cfg))
         return out
 
     def plan(

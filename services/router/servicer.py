@@ -10,7 +10,7 @@ import uuid
 import orjson
 from google.api import httpbody_pb2
 
-from lockgate.errors import LockgateError, as_lockgate_error, openai_error_body
+from lockgate.errors import InvalidRequest, LockgateError, as_lockgate_error, openai_error_body
 from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
 from lockgate.identity import identity_from_metadata
 from lockgate.router.v1 import router_service_pb2 as pb
@@ -165,7 +165,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             created = int(time.time())
             data = [
                 {"id": alias, "object": "model", "created": created, "owned_by": "lockgate"}
-                for alias in self.router.aliases(caller)
+                for alias, _ in self.router.aliases(caller)
             ]
             return httpbody_pb2.HttpBody(
                 content_type=JSON, data=orjson.dumps({"object": "list", "data": data})
@@ -180,6 +180,15 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         call = _call(context, request.model)
         reply = await self.router.chat(call, body)
         return completion_response(reply, call.alias, call.request_id, call.usage)
+
+    async def ListModels(self, request, context) -> pb.ListModelsResponse:
+        if request.kind not in ("", "chat", "embeddings"):
+            raise InvalidRequest("kind must be chat, embeddings or empty", param="kind")
+        caller = identity_from_metadata(context.invocation_metadata())
+        return pb.ListModelsResponse(models=[
+            pb.Model(id=alias, kind=cfg.kind, description=cfg.description)
+            for alias, cfg in self.router.aliases(caller, request.kind or None)
+        ])
 
     async def CreateEmbeddings(self, request, context) -> pb.CreateEmbeddingsResponse:
         body = validate_embeddings_request(embeddings_body(request))

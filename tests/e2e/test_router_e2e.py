@@ -212,6 +212,19 @@ def test_rate_limits_come_back_with_retry_after_when_no_deployment_is_left(stack
     assert err.value.code == "upstream_rate_limited"
 
 
+@pytest.mark.parametrize(("stream", "fault"), [(False, "x-sim-latency-ms"),
+                                               (True, "x-sim-ttft-ms")])
+def test_a_deployment_that_times_out_fails_over(stack, stream, fault):
+    started = time.monotonic()
+    reply = client(stack).chat.completions.create(
+        model="slow-failover", messages=MESSAGES, stream=stream, extra_headers={fault: "3000"})
+    if stream:
+        assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+    else:
+        assert reply.choices[0].message.content
+    assert time.monotonic() - started < 2.5  # the 3 s answer was not waited for
+
+
 def test_the_breaker_opens_on_a_failing_deployment_and_closes_after_a_good_probe(stack):
     def routes() -> dict:
         out = stack.cli("routes", "--json")

@@ -291,3 +291,15 @@ async def test_a_deployment_at_its_request_rate_is_skipped_not_sent_a_call(env):
     assert (await env.deployment("good-eu")).calls == 1
     status, reply = await env.chat("capped-only")
     assert status == 429 and reply["error"]["code"] == "deployment_rate_limited"
+
+
+async def test_typed_model_list_is_filtered_like_v1_models(env):
+    reply = await env.router.ListModels(pb.ListModelsRequest(kind="embeddings"),
+                                        metadata=identity())
+    assert [(m.id, m.kind) for m in reply.models] == [("embed", "embeddings")]
+    reply = await env.router.ListModels(pb.ListModelsRequest(),
+                                        metadata=identity(models="demo,embed"))
+    assert [m.id for m in reply.models] == ["demo", "embed"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await env.router.ListModels(pb.ListModelsRequest(kind="images"), metadata=identity())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -73,6 +73,11 @@ class RouterServiceStub:
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.SerializeToString,
                 response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/lockgate.router.v1.RouterService/ListModels',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.StreamChatCompletion = channel.unary_stream(
                 '/lockgate.router.v1.RouterService/StreamChatCompletion',
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionRequest.SerializeToString,
@@ -137,6 +142,13 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Typed model list for internal callers: the aliases the caller may use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamChatCompletion(self, request, context):
         """Typed streaming chat completion for internal callers: one message per chunk.
         """
@@ -176,6 +188,11 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.CreateEmbeddings,
                     request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.FromString,
                     response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsResponse.SerializeToString,
             ),
             'StreamChatCompletion': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamChatCompletion,
@@ -353,6 +370,33 @@ class RouterService:
             '/lockgate.router.v1.RouterService/CreateEmbeddings',
             lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsRequest.SerializeToString,
             lockgate_dot_router_dot_v1_dot_router__service__pb2.CreateEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterService/ListModels',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsRequest.SerializeToString,
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
