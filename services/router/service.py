@@ -298,11 +298,14 @@ class Router:
                     tally.add(chunk)
                 last_id = chunk.get("id") or last_id
                 if kept is not None and len(kept) < _MAX_CACHED_STREAM_CHUNKS:
-                    kept.append(chunk)
+                    kept.append({**chunk})  # a copy: the servicer reshapes what it sends
                 yield chunk
             if call.usage is None:
                 call.usage = tally.usage(body)
-                yield usage_chunk(call.usage, call.provider_model, last_id)
+                estimate = usage_chunk(call.usage, call.provider_model, last_id)
+                if kept is not None:
+                    kept.append({**estimate})
+                yield estimate
             if kept and len(kept) < _MAX_CACHED_STREAM_CHUNKS and may_store(call.cache_control):
                 try:
                     reply = chunks_to_completion(kept)

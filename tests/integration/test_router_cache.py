@@ -122,11 +122,12 @@ async def test_a_stream_is_served_from_a_cached_unary_answer_and_vice_versa(env)
     assert events[-1]["usage"]["completion_tokens"] > 0
     assert streamed.endswith(b"data: [DONE]\n\n")
 
-    other = body(stream=True)
+    other = body(stream=True)  # without include_usage: the client never sees usage
     other["messages"][0]["content"] += " (streamed first)"
     await call(router, other, tenant, "x3")
-    headers, _ = await call(router, {**other, "stream": False}, tenant, "x4")
+    headers, data = await call(router, {**other, "stream": False}, tenant, "x4")
     assert headers["x-lockgate-cache"] == "hit"
+    assert orjson.loads(data)["usage"]["completion_tokens"] > 0  # the cache kept it
 
 
 async def test_embeddings_are_cached_too(env):
