@@ -120,7 +120,9 @@ class RouterApp:
         if config.routing.cache != self.config.routing.cache and self.router is not None:
             old, self.router.cache = self.router.cache, build_cache(config.routing.cache)
             if old is not None:
-                self._closing.add(asyncio.get_running_loop().create_task(old.close()))
+                task = asyncio.get_running_loop().create_task(old.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         self.config = config
         GENERATION.set(self.tables.current.generation)
 
