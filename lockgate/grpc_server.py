@@ -156,6 +156,9 @@ class GrpcService:
         )
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: Things that run beside the server (watchers): `start()` once it
+        #: serves, `await close()` once it stopped.
+        self.background: list = []
 
     async def start(self) -> int:
         self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
@@ -163,6 +166,8 @@ class GrpcService:
         self.metrics_port = start_metrics_server(self.settings.host, self.settings.metrics_port)
         for service in ["", *self.service_names]:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for task in self.background:
+            task.start()
         log.info(
             "serving", extra={"grpc_port": self.port, "metrics_port": self.metrics_port}
         )
@@ -171,6 +176,8 @@ class GrpcService:
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        for task in self.background:
+            await task.close()
 
 
 async def serve_until_signalled(

@@ -51,7 +51,7 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import regopy
 from regopy import rego_shared as _native
@@ -85,6 +85,15 @@ class PolicyError(Exception):
     The message names the file (`path:line:col`) or the entry point, then
     rego-cpp's own message.
     """
+
+
+class Evaluator(Protocol):
+    """What services need of policies: PolicyEngine, or LivePolicy (hot reload)."""
+
+    @property
+    def revision(self) -> str: ...
+
+    def evaluate(self, entrypoint: str, input: Any) -> Any: ...
 
 
 class PolicyEngine:

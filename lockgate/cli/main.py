@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lockgate.cli import down, keys, routes, sim, status, up, usage
+from lockgate.cli import down, keys, policy, routes, sim, status, up, usage
 from lockgate.cli.errors import CliError
 
-COMMANDS = (up, down, status, keys, usage, routes, sim)
+COMMANDS = (up, down, status, keys, usage, routes, policy, sim)
 
 
 def version() -> str:

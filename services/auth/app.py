@@ -14,7 +14,7 @@ from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from lockgate.db import open_database
 from lockgate.grpc_server import GrpcService
-from lockgate.policy import PolicyEngine
+from lockgate.live_policy import LivePolicy
 from lockgate.settings import ServiceSettings
 from services.auth.check import Checker
 from services.auth.principals import PrincipalCache
@@ -40,6 +40,8 @@ class AuthSettings(ServiceSettings):
     key_pepper: str | None = None
     #: Folder of .rego policies and data.json files; default: the shipped policies/.
     policy_dir: Path | None = None
+    #: Seconds between checks of the policy folder for changes (0: never).
+    policy_reload_interval: float = 1.0
     #: Create tenant `default` and an admin key (written to <data_dir>/admin.key) on first start.
     bootstrap_admin: bool = True
 
@@ -63,7 +65,7 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
         if secret is not None:
             write_admin_key(settings.data_dir / "admin.key", secret)
             log.info("created tenant default and an admin key", extra={"file": "admin.key"})
-    policy = PolicyEngine(settings.policy_dir) if settings.policy_dir else PolicyEngine()
+    policy = LivePolicy(settings.policy_dir, interval=settings.policy_reload_interval)
     checker = Checker(service, policy)
 
     def register(server) -> list[str]:
@@ -71,4 +73,6 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
         authz_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(checker), server)
         return SERVICE_NAMES
 
-    return GrpcService("auth", settings, register), service, engine
+    server = GrpcService("auth", settings, register)
+    server.background.append(policy)  # hot reload of the policies
+    return server, service, engine

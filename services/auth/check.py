@@ -19,7 +19,7 @@ from google.rpc import code_pb2, status_pb2
 
 from lockgate.identity import KEY_ID, MODELS, PREFIX, ROLES, TENANT_ID, TENANT_NAME
 from lockgate.lru import BoundedLRU
-from lockgate.policy import PolicyEngine
+from lockgate.policy import Evaluator
 from lockgate.router.v1 import router_service_pb2 as router_pb
 from services.auth.principals import Principal
 from services.auth.secrets import MAX_KEY_LEN
@@ -90,7 +90,7 @@ class Decision:
 
 
 class Checker:
-    def __init__(self, service: AuthService, policy: PolicyEngine):
+    def __init__(self, service: AuthService, policy: Evaluator):
         self.service = service
         self.policy = policy
         # Keys hold everything a decision depends on (principal with its status

@@ -9,7 +9,7 @@ import aiohttp
 from pydantic_settings import SettingsConfigDict
 
 from lockgate.grpc_server import GrpcService
-from lockgate.policy import PolicyEngine
+from lockgate.live_policy import LivePolicy
 from lockgate.prices import shipped_price_book
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
@@ -46,6 +46,8 @@ class RouterSettings(ServiceSettings):
     policy_dir: Path | None = None
     #: Seconds between checks of the gateway config file for changes (0: never).
     config_reload_interval: float = 1.0
+    #: Seconds between checks of the policy folder for changes (0: never).
+    policy_reload_interval: float = 1.0
 
 
 class RouterApp:
@@ -55,7 +57,7 @@ class RouterApp:
         self.settings = settings
         self.config_path = settings.gateway_config or DEFAULT_CONFIG
         self.config = load_gateway_config(self.config_path)
-        self.policy = PolicyEngine(settings.policy_dir) if settings.policy_dir else PolicyEngine()
+        self.policy = LivePolicy(settings.policy_dir, interval=settings.policy_reload_interval)
         self.session: aiohttp.ClientSession | None = None
         self.tables: TableHolder | None = None
         self.health = HealthBoard(
@@ -92,8 +94,6 @@ class RouterApp:
         self.watcher = ConfigWatcher(
             self.config_path, self.apply_config, self.settings.config_reload_interval
         )
-        if self.settings.config_reload_interval > 0:
-            self.watcher.start()
         admin = RouterAdminServicer(
             self.tables, self.config_path, self.watcher.reload, lambda: self.watcher.last_error
         )
@@ -104,6 +104,8 @@ class RouterApp:
             return [SERVICE_NAME, ADMIN_SERVICE_NAME]
 
         self.server = GrpcService("router", self.settings, register)
+        # Hot reload of the gateway config and of the routing policy.
+        self.server.background += [self.watcher, self.policy]
         return self.server
 
     async def start(self) -> int:
@@ -128,8 +130,6 @@ class RouterApp:
 
     async def close(self) -> None:
         """After the gRPC server drained: flush usage, close upstream connections."""
-        if self.watcher is not None:
-            await self.watcher.close()
         await self.recorder.close()
         if self.router is not None and self.router.cache is not None:
             await self.router.cache.close()

@@ -1,8 +1,7 @@
 """Hot reload of the gateway config: poll the file, validate, swap the table.
 
-The file is checked every `interval` seconds (its mtime, size and inode; no
-inotify dependency, and it also sees a file replaced by a rename, as editors
-and ConfigMap updates do). A config that fails validation never replaces the
+The file is checked every `interval` seconds (lockgate/watch.py: it also
+sees a file replaced by a rename, as editors and ConfigMap updates do). A config that fails validation never replaces the
 working one: the error is logged, counted, and shown by the routing-table
 admin RPC until a good config loads. In-flight requests keep the table they
 started with (table.py), so nothing is dropped.
@@ -12,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from lockgate.metrics import Counter, Gauge
+from lockgate.watch import PollingWatcher
 from services.router.config import ConfigError, GatewayConfig, load_gateway_config
 
 log = logging.getLogger("lockgate.router.reload")
@@ -35,33 +34,19 @@ class ConfigWatcher:
     ):
         self.path = path
         self.apply = apply
-        self.interval = interval
         self.last_error = ""
         self.loaded_at = time.time()
-        self._stamp = self._read_stamp()
-        self._task: asyncio.Task | None = None
-
-    def _read_stamp(self) -> tuple | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        self.watcher = PollingWatcher(lambda: [self.path], self.reload, interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="config-watcher")
+        self.watcher.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self.watcher.close()
 
     async def reload(self) -> bool:
         """Load the file now; True when the new config is in use."""
-        self._stamp = self._read_stamp()
+        self.watcher.mark_seen()
         try:
             config = await asyncio.to_thread(load_gateway_config, self.path)
             self.apply(config)
@@ -81,10 +66,3 @@ class ConfigWatcher:
         RELOADS.labels("ok").inc()
         log.info("gateway config reloaded", extra={"path": str(self.path)})
         return True
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            stamp = self._read_stamp()
-            if stamp is not None and stamp != self._stamp:
-                await self.reload()

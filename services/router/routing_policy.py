@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lockgate.errors import PermissionDenied, ServiceUnavailable
 from lockgate.identity import Identity
 from lockgate.lru import BoundedLRU
-from lockgate.policy import PolicyEngine
+from lockgate.policy import Evaluator
 
 log = logging.getLogger("lockgate.router.policy")
 
@@ -30,7 +30,7 @@ class RoutingDecision:
 
 
 class RoutingPolicy:
-    def __init__(self, engine: PolicyEngine, max_entries: int = 50_000):
+    def __init__(self, engine: Evaluator, max_entries: int = 50_000):
         self.engine = engine
         self._cache: BoundedLRU[tuple, RoutingDecision] = BoundedLRU(max_entries)
 
