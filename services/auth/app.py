@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from lockgate.db import open_database
+from lockgate.decision_log import DecisionLog
 from lockgate.grpc_server import GrpcService
 from lockgate.live_policy import LivePolicy
 from lockgate.settings import ServiceSettings
@@ -42,6 +43,8 @@ class AuthSettings(ServiceSettings):
     policy_dir: Path | None = None
     #: Seconds between checks of the policy folder for changes (0: never).
     policy_reload_interval: float = 1.0
+    #: Write every access decision to <data dir>/decisions-auth.jsonl (OPA format).
+    decision_log: bool = True
     #: Create tenant `default` and an admin key (written to <data_dir>/admin.key) on first start.
     bootstrap_admin: bool = True
 
@@ -66,7 +69,11 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
             write_admin_key(settings.data_dir / "admin.key", secret)
             log.info("created tenant default and an admin key", extra={"file": "admin.key"})
     policy = LivePolicy(settings.policy_dir, interval=settings.policy_reload_interval)
-    checker = Checker(service, policy)
+    decisions = (
+        DecisionLog(settings.data_dir / "decisions-auth.jsonl", "auth")
+        if settings.decision_log else None
+    )
+    checker = Checker(service, policy, decisions)
 
     def register(server) -> list[str]:
         pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(service), server)
@@ -75,4 +82,6 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
 
     server = GrpcService("auth", settings, register)
     server.background.append(policy)  # hot reload of the policies
+    if decisions is not None:
+        server.background.append(decisions)
     return server, service, engine

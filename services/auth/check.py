@@ -8,6 +8,7 @@ or gRPC. The policy input is documented in policies/lockgate/access/access.rego.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+from lockgate.decision_log import DecisionLog
 from lockgate.identity import KEY_ID, MODELS, PREFIX, ROLES, TENANT_ID, TENANT_NAME
 from lockgate.lru import BoundedLRU
 from lockgate.policy import Evaluator
@@ -90,9 +92,13 @@ class Decision:
 
 
 class Checker:
-    def __init__(self, service: AuthService, policy: Evaluator):
+    def __init__(
+        self, service: AuthService, policy: Evaluator, decision_log: DecisionLog | None = None
+    ):
         self.service = service
         self.policy = policy
+        #: Every decision, cached or not, in OPA's decision-log format.
+        self.decision_log = decision_log
         # Keys hold everything a decision depends on (principal with its status
         # and scopes, request, policy revision), so an entry never goes stale.
         self.decisions: BoundedLRU[tuple, Decision] = BoundedLRU()
@@ -108,23 +114,28 @@ class Checker:
         path = headers.get("x-envoy-original-path", http.path)
         model = requested_model(method, http.raw_body)
         # Everything the decision depends on: the input, and the policy + data revision.
-        cache_key = (principal, bool(key), method, http.method, path, model, self.policy.revision)
+        revision = self.policy.revision
+        cache_key = (principal, bool(key), method, http.method, path, model, revision)
         decision = self.decisions.get(cache_key)
-        if decision is None:
-            decision = self._decide(
-                {
-                    "principal": principal.as_policy_input() if principal else None,
-                    "credential": {"present": bool(key)},
-                    "request": {
-                        "method": method,
-                        "http_method": http.method,
-                        "path": path,
-                        "model": model,
-                    },
-                }
-            )
-            if decision.code != "policy_error":  # an engine failure is not an answer
-                self.decisions.put(cache_key, decision)
+        if decision is None or self.decision_log is not None:
+            policy_input = {
+                "principal": principal.as_policy_input() if principal else None,
+                "credential": {"present": bool(key)},
+                "request": {
+                    "method": method,
+                    "http_method": http.method,
+                    "path": path,
+                    "model": model,
+                },
+            }
+            if decision is None:
+                decision = self._decide(policy_input)
+                if decision.code != "policy_error":  # an engine failure is not an answer
+                    self.decisions.put(cache_key, decision)
+            if self.decision_log is not None:
+                self.decision_log.record(
+                    ACCESS_DECISION, policy_input, dataclasses.asdict(decision), revision
+                )
         # The transcoder rewrote REST requests to gRPC (and left the original path).
         grpc_client = "x-envoy-original-path" not in headers
         if not decision.allow:

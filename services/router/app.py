@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 from pydantic_settings import SettingsConfigDict
 
+from lockgate.decision_log import DecisionLog
 from lockgate.grpc_server import GrpcService
 from lockgate.live_policy import LivePolicy
 from lockgate.prices import shipped_price_book
@@ -48,6 +49,8 @@ class RouterSettings(ServiceSettings):
     config_reload_interval: float = 1.0
     #: Seconds between checks of the policy folder for changes (0: never).
     policy_reload_interval: float = 1.0
+    #: Write every routing decision to <data dir>/decisions-router.jsonl (OPA format).
+    decision_log: bool = True
 
 
 class RouterApp:
@@ -84,8 +87,12 @@ class RouterApp:
             build_table(self.config, 1, self.session, self.health, shipped_price_book())
         )
         GENERATION.set(1)
+        self.decisions = (
+            DecisionLog(self.settings.data_dir / "decisions-router.jsonl", "router")
+            if self.settings.decision_log else None
+        )
         self.router = router = Router(
-            self.tables, self.recorder, RoutingPolicy(self.policy),
+            self.tables, self.recorder, RoutingPolicy(self.policy, decision_log=self.decisions),
             build_cache(self.config.routing.cache),
         )
         # The tokenizer takes ~0.5 s to load: not on the first request that needs it.
@@ -106,6 +113,8 @@ class RouterApp:
         self.server = GrpcService("router", self.settings, register)
         # Hot reload of the gateway config and of the routing policy.
         self.server.background += [self.watcher, self.policy]
+        if self.decisions is not None:
+            self.server.background.append(self.decisions)
         return self.server
 
     async def start(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from lockgate.decision_log import DecisionLog
 from lockgate.errors import PermissionDenied, ServiceUnavailable
 from lockgate.identity import Identity
 from lockgate.lru import BoundedLRU
@@ -30,21 +31,35 @@ class RoutingDecision:
 
 
 class RoutingPolicy:
-    def __init__(self, engine: Evaluator, max_entries: int = 50_000):
+    def __init__(
+        self, engine: Evaluator, max_entries: int = 50_000,
+        decision_log: DecisionLog | None = None,
+    ):
         self.engine = engine
         self._cache: BoundedLRU[tuple, RoutingDecision] = BoundedLRU(max_entries)
+        #: Every decision, cached or not, in OPA's decision-log format.
+        self.decision_log = decision_log
 
     def decide(
         self, caller: Identity, alias: str, kind: str, deployments: list[dict], generation: int
     ) -> RoutingDecision:
+        revision = self.engine.revision
         key = (
-            self.engine.revision, generation, caller.tenant_id, caller.tenant_name,
+            revision, generation, caller.tenant_id, caller.tenant_name,
             caller.key_id, caller.roles, caller.models, alias,
         )
         decision = self._cache.get(key)
-        if decision is None:
-            decision = self._evaluate(caller, alias, kind, deployments)
-            self._cache.put(key, decision)
+        if decision is None or self.decision_log is not None:
+            policy_input = _input(caller, alias, kind, deployments)
+            if decision is None:
+                decision = self._evaluate(policy_input, deployments)
+                self._cache.put(key, decision)
+            if self.decision_log is not None:
+                self.decision_log.record(ROUTING_DECISION, policy_input, {
+                    "alias_allowed": decision.alias_allowed,
+                    "deployments": list(decision.deployments),
+                    "reason": decision.reason,
+                }, revision)
         return decision
 
     def allowed(
@@ -56,21 +71,7 @@ class RoutingPolicy:
             raise PermissionDenied(decision.reason, code="model_not_allowed", param="model")
         return decision.deployments
 
-    def _evaluate(
-        self, caller: Identity, alias: str, kind: str, deployments: list[dict]
-    ) -> RoutingDecision:
-        policy_input = {
-            "caller": {
-                "tenant_id": caller.tenant_id,
-                "tenant_name": caller.tenant_name,
-                "key_id": caller.key_id,
-                "roles": list(caller.roles),
-                "models": list(caller.models),
-            },
-            "alias": alias,
-            "kind": kind,
-            "deployments": deployments,
-        }
+    def _evaluate(self, policy_input: dict, deployments: list[dict]) -> RoutingDecision:
         try:
             result = self.engine.evaluate(ROUTING_DECISION, policy_input)
         except Exception:  # noqa: BLE001 - fail closed, and say so
@@ -86,3 +87,19 @@ class RoutingPolicy:
             deployments=tuple(n for n in names if n in known) if isinstance(names, list) else (),
             reason=str(result.get("reason") or "Routing denied by policy."),
         )
+
+
+def _input(caller: Identity, alias: str, kind: str, deployments: list[dict]) -> dict:
+    """The policy input (documented in policies/lockgate/routing/routing.rego)."""
+    return {
+        "caller": {
+            "tenant_id": caller.tenant_id,
+            "tenant_name": caller.tenant_name,
+            "key_id": caller.key_id,
+            "roles": list(caller.roles),
+            "models": list(caller.models),
+        },
+        "alias": alias,
+        "kind": kind,
+        "deployments": deployments,
+    }

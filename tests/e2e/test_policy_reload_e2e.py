@@ -92,3 +92,23 @@ def _assert_equal(a, b) -> None:
 
 def _assert_more(a, b) -> None:
     assert a > b
+
+
+def test_every_decision_is_in_the_opa_decision_logs(live):
+    stack, _ = live
+    client(stack).embeddings.create(model="demo-embed", input="x")
+
+    def logged():
+        entries = {}
+        for service in ("auth", "router"):
+            path = stack.data_dir / f"decisions-{service}.jsonl"
+            assert path.exists()
+            entries[service] = [json.loads(line) for line in path.read_text().splitlines()]
+        assert any(e["path"] == "lockgate/access/decision" and e["result"]["allow"]
+                   for e in entries["auth"])
+        assert any(e["path"] == "lockgate/routing/decision"
+                   and e["input"]["alias"] == "demo-embed" for e in entries["router"])
+        for e in entries["auth"] + entries["router"]:
+            assert {"decision_id", "input", "result", "bundles", "timestamp"} <= set(e)
+
+    eventually(logged)

@@ -1,0 +1,145 @@
+"""Policy decision log: one OPA-format JSON line per decision.
+
+Every decision a service takes with Rego (access at the edge, routing in the
+router) is written as OPA writes its decision logs, so the same tooling can
+read both:
+
+    {"decision_id": "…", "path": "lockgate/access/decision", "input": {…},
+     "result": {…}, "bundles": {"lockgate": {"revision": "…"}},
+     "timestamp": "2026-11-25T12:00:00.123456Z", "labels": {"service": "auth"}}
+
+Inputs are masked before they are written: each masked path (JSON pointer
+style, e.g. `/principal/key_id`) is removed, as OPA's `erased` masking does,
+and listed under `erased`. Nothing on the request path waits for the disk: a
+record is queued and a writer thread appends it; when the queue is full the
+record is dropped and counted (`lockgate_decision_log_dropped_total`), never
+blocking a call. The file rotates at `max_bytes`, keeping `backups` old files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import queue
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lockgate.metrics import Counter
+
+log = logging.getLogger("lockgate.decision_log")
+
+WRITTEN = Counter("lockgate_decision_log_written_total", "Decisions written to the decision log")
+DROPPED = Counter(
+    "lockgate_decision_log_dropped_total", "Decisions not logged because the queue was full"
+)
+
+_STOP = object()
+
+
+class DecisionLog:
+    def __init__(
+        self,
+        path: Path,
+        service: str,
+        *,
+        mask: tuple[str, ...] = (),
+        max_queue: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        backups: int = 3,
+    ):
+        self.path = path
+        self.service = service
+        self.mask = tuple(tuple(p.strip("/").split("/")) for p in mask)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(
+                target=self._write_forever, name=f"decision-log-{self.service}", daemon=True
+            )
+            self._thread.start()
+
+    async def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            thread, self._thread = self._thread, None
+            await asyncio.to_thread(thread.join, 5.0)
+
+    def record(self, path: str, input: Any, result: Any, revision: str) -> str:
+        """Queue one decision; returns its decision id."""
+        decision_id = uuid.uuid4().hex
+        entry = {
+            "decision_id": decision_id,
+            "path": path,
+            "input": input,
+            "result": result,
+            "bundles": {"lockgate": {"revision": revision}},
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "labels": {"service": self.service},
+        }
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            DROPPED.inc()
+        return decision_id
+
+    def _masked(self, entry: dict) -> dict:
+        if not self.mask:
+            return entry
+        erased = []
+        document = copy.deepcopy(entry["input"])
+        for parts in self.mask:
+            node = document
+            for part in parts[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and parts[-1] in node:
+                del node[parts[-1]]
+                erased.append("/input/" + "/".join(parts))
+        if not erased:
+            return entry
+        return {**entry, "input": document, "erased": erased}
+
+    def _write_forever(self) -> None:
+        out = open(self.path, "ab")  # noqa: SIM115 - kept open for the thread's life
+        try:
+            while True:
+                entry = self._queue.get()
+                if entry is _STOP:
+                    return
+                try:
+                    line = orjson.dumps(self._masked(entry)) + b"\n"
+                except TypeError:
+                    log.error("decision not serializable; not logged",
+                              extra={"path": entry.get("path")})
+                    continue
+                out.write(line)
+                WRITTEN.inc()
+                if self._queue.empty():
+                    out.flush()
+                if out.tell() >= self.max_bytes:
+                    out.close()
+                    self._rotate()
+                    out = open(self.path, "ab")  # noqa: SIM115
+        except OSError:
+            log.exception("decision log write failed; decisions are no longer logged")
+        finally:
+            out.close()
+
+    def _rotate(self) -> None:
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
