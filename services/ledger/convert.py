@@ -7,6 +7,7 @@ from datetime import UTC
 from lockgate.common.v1 import common_pb2
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.timestamps import to_timestamp
+from services.ledger.analytics import UsageRow
 from services.ledger.models import UsageEntry
 
 
@@ -62,3 +63,25 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         attempts=row.attempts,
         create_time=to_timestamp(row.created_at),
     )
+
+
+def usage_row_to_proto(row: UsageRow) -> pb.UsageRow:
+    msg = pb.UsageRow(
+        group=row.group,
+        requests=row.requests,
+        errors=row.errors,
+        error_rate=row.error_rate,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        total_tokens=row.total_tokens,
+        cached_input_tokens=row.cached_input_tokens,
+        estimated_requests=row.estimated_requests,
+        cache_hits=row.cache_hits,
+        latency_p50_ms=row.latency_ms.get(0.5, 0.0),
+        latency_p95_ms=row.latency_ms.get(0.95, 0.0),
+        latency_p99_ms=row.latency_ms.get(0.99, 0.0),
+        ttft_p50_ms=row.ttft_p50_ms,
+    )
+    if row.bucket_start is not None:
+        msg.bucket_start.CopyFrom(to_timestamp(row.bucket_start))
+    return msg

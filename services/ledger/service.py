@@ -1,4 +1,4 @@
-"""Ledger use cases: record usage idempotently, list a tenant's usage."""
+"""Ledger use cases: record usage idempotently, list and aggregate a tenant's usage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lockgate.errors import InvalidRequest
 from lockgate.pagination import decode_cursor, page_of, page_size
+from services.ledger.analytics import UsageRow, usage_query
 from services.ledger.models import UsageEntry
 from services.ledger.store import UsageStore
 
@@ -53,3 +54,23 @@ class LedgerService:
         async with self.sessions() as session:
             rows = await UsageStore(session).list_recent(tenant_id, size + 1, before)
         return page_of(rows, size, lambda entry: entry.id)
+
+    async def query_usage(
+        self,
+        tenant_id: str,
+        *,
+        bucket: str = "",
+        group_by: list[str] | tuple[str, ...] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        order_by: str = "",
+        limit: int = 0,
+    ) -> tuple[list[UsageRow], datetime, datetime]:
+        """Aggregated usage of one tenant -> (rows, start, end of the range queried)."""
+        query = usage_query(
+            tenant_id, bucket=bucket, group_by=group_by, start=start, end=end,
+            order_by=order_by, limit=limit,
+        )
+        async with self.sessions() as session:
+            rows = await UsageStore(session).aggregate(query)
+        return rows, query.start, query.end

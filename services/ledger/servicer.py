@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from lockgate.identity import identity_from_metadata
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from services.ledger.convert import entry_from_proto, entry_to_proto
+from lockgate.timestamps import to_timestamp
+from services.ledger.convert import entry_from_proto, entry_to_proto, usage_row_to_proto
 from services.ledger.service import LedgerService
 
 
@@ -24,4 +27,24 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         )
         return pb.ListUsageResponse(
             entries=[entry_to_proto(r) for r in rows], next_page_token=token
+        )
+
+    async def QueryUsage(self, request: pb.QueryUsageRequest, context) -> pb.QueryUsageResponse:
+        caller = identity_from_metadata(context.invocation_metadata())
+        rows, start, end = await self.service.query_usage(
+            caller.tenant_id,
+            bucket=request.bucket,
+            group_by=list(request.group_by),
+            start=(
+                request.start_time.ToDatetime(tzinfo=UTC)
+                if request.HasField("start_time") else None
+            ),
+            end=request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None,
+            order_by=request.order_by,
+            limit=request.limit,
+        )
+        return pb.QueryUsageResponse(
+            rows=[usage_row_to_proto(r) for r in rows],
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
         )

@@ -4,6 +4,8 @@ official openai SDK over REST and by the generated gRPC stubs through Envoy."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import time
 
@@ -236,6 +238,24 @@ def test_cli_keys_create_and_usage_against_the_stack(stack):
     bad = stack.cli("keys", "create", "--tenant", "nope", "--name", "x")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "not found" in bad.stderr.lower()
+
+
+def test_cli_usage_report_as_csv(stack):
+    client(stack).chat.completions.create(model="demo", messages=MESSAGES)
+    for _ in range(50):
+        report = stack.cli("usage", "--by", "alias", "--since", "1h", "--csv")
+        assert report.returncode == 0, report.stderr
+        rows = list(csv.DictReader(io.StringIO(report.stdout)))
+        demo = [r for r in rows if r["alias"] == "demo"]
+        if demo:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no row for alias demo in:\n{report.stdout}")
+    assert int(demo[0]["requests"]) >= 1 and int(demo[0]["total_tokens"]) > 0
+    assert float(demo[0]["latency_p50_ms"]) >= 0
+    bad = stack.cli("usage", "--by", "nope")
+    assert bad.returncode == 2 and "unknown dimension" in bad.stderr
 
 
 def test_status_reports_every_component_healthy(stack):

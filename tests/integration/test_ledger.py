@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import grpc
 import pytest
 
@@ -83,4 +85,187 @@ async def test_bad_input_gets_invalid_argument(ledger):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ledger.ListUsage(pb.ListUsageRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# --- QueryUsage (analytics) ---------------------------------------------------
+# The same data and the same expected numbers on SQLite and PostgreSQL: the
+# percentiles (percentile_cont there, ranked rows + interpolation here) agree.
+
+BASE = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+# (request id, minutes after BASE, alias, in, out, latency, ttft, status, streamed, cache hit)
+SEED = [
+    ("d1", 0.1, "demo", 10, 20, 10, 0, "ok", False, False),
+    ("d2", 0.5, "demo", 10, 20, 20, 5, "ok", True, False),
+    ("d3", 1.2, "demo", 10, 20, 30, 0, "error", False, False),
+    ("d4", 65, "demo", 10, 20, 40, 15, "ok", True, False),
+    ("d5", 70, "demo", 10, 20, 100, 0, "ok", False, True),
+    ("b1", 2, "big", 1000, 500, 200, 0, "ok", False, False),
+    ("b2", 75, "big", 1000, 700, 300, 0, "error", False, False),
+]
+
+
+def seeded(tenant: str = "ten_a", base: datetime = BASE, prefix: str = "") -> list:
+    out = []
+    for rid, minutes, alias, tin, tout, latency, ttft, status, streamed, hit in SEED:
+        e = entry(prefix + rid, tenant)
+        e.alias = alias
+        e.usage.input_tokens, e.usage.output_tokens = tin, tout
+        e.usage.estimated = rid == "d1"
+        e.usage.cached_input_tokens = 3 if hit else 0
+        e.latency_ms, e.ttft_ms, e.status = latency, ttft, status
+        e.error_type = "upstream_unavailable" if status == "error" else ""
+        e.streamed, e.cache_hit = streamed, hit
+        e.create_time.FromDatetime(base + timedelta(minutes=minutes))
+        out.append(e)
+    return out
+
+
+def query(**fields) -> pb.QueryUsageRequest:
+    request = pb.QueryUsageRequest(**fields)
+    if "start_time" not in fields:
+        request.start_time.FromDatetime(BASE)
+        request.end_time.FromDatetime(BASE + timedelta(days=1))
+    return request
+
+
+def bucket_of(row) -> datetime | None:
+    return row.bucket_start.ToDatetime(tzinfo=UTC) if row.HasField("bucket_start") else None
+
+
+async def test_query_totals_error_rate_and_percentiles(ledger):
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=seeded()))
+    totals = await ledger.QueryUsage(query(), metadata=as_tenant("ten_a"))
+    assert len(totals.rows) == 1
+    row = totals.rows[0]
+    assert not row.HasField("bucket_start") and dict(row.group) == {}
+    assert (row.requests, row.errors) == (7, 2)
+    assert row.error_rate == pytest.approx(2 / 7)
+    assert (row.input_tokens, row.output_tokens, row.total_tokens) == (2050, 1300, 3350)
+    assert (row.cached_input_tokens, row.estimated_requests, row.cache_hits) == (3, 1, 1)
+    # latencies 10 20 30 40 100 200 300: p50 at rank 3, p95 at 5.7, p99 at 5.94
+    assert (row.latency_p50_ms, row.latency_p95_ms, row.latency_p99_ms) == (40.0, 270.0, 294.0)
+    assert row.ttft_p50_ms == 10.0  # 5 and 15; entries without a first token do not count
+    assert totals.start_time.ToDatetime(tzinfo=UTC) == BASE
+
+    by_alias = await ledger.QueryUsage(query(group_by=["alias"]), metadata=as_tenant("ten_a"))
+    rows = {r.group["alias"]: r for r in by_alias.rows}
+    assert list(rows) == ["big", "demo"]  # without order_by: by group value
+    demo = rows["demo"]
+    assert (demo.requests, demo.errors, demo.error_rate) == (5, 1, 0.2)
+    # 10 20 30 40 100: p95 at position 3.8 -> 40 + 0.8 * 60
+    assert (demo.latency_p50_ms, demo.latency_p95_ms, demo.latency_p99_ms) == (30.0, 88.0, 97.6)
+    big = rows["big"]
+    assert (big.latency_p50_ms, big.latency_p99_ms, big.ttft_p50_ms) == (250.0, 299.0, 0.0)
+
+
+async def test_query_buckets_and_top_consumers(ledger):
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=seeded()))
+    hourly = await ledger.QueryUsage(
+        query(bucket="hour", group_by=["alias"]), metadata=as_tenant("ten_a")
+    )
+    got = [(bucket_of(r), r.group["alias"], r.requests, r.total_tokens) for r in hourly.rows]
+    ten, eleven = BASE, BASE + timedelta(hours=1)
+    assert got == [
+        (ten, "big", 1, 1500), (ten, "demo", 3, 90), (eleven, "big", 1, 1700),
+        (eleven, "demo", 2, 60),
+    ]
+    minutes = await ledger.QueryUsage(query(bucket="minute"), metadata=as_tenant("ten_a"))
+    assert [(bucket_of(r) - BASE, r.requests) for r in minutes.rows] == [
+        (timedelta(minutes=0), 2), (timedelta(minutes=1), 1), (timedelta(minutes=2), 1),
+        (timedelta(minutes=65), 1), (timedelta(minutes=70), 1), (timedelta(minutes=75), 1),
+    ]
+    daily = await ledger.QueryUsage(query(bucket="day"), metadata=as_tenant("ten_a"))
+    assert [(bucket_of(r), r.requests) for r in daily.rows] == [(BASE.replace(hour=0), 7)]
+
+    top = await ledger.QueryUsage(
+        query(group_by=["alias"], order_by="total_tokens", limit=1), metadata=as_tenant("ten_a")
+    )
+    assert [(r.group["alias"], r.total_tokens) for r in top.rows] == [("big", 3200)]
+    by_requests = await ledger.QueryUsage(
+        query(group_by=["alias", "status"], order_by="requests"), metadata=as_tenant("ten_a")
+    )
+    assert [(r.group["alias"], r.group["status"], r.requests) for r in by_requests.rows] == [
+        ("demo", "ok", 4), ("big", "error", 1), ("big", "ok", 1), ("demo", "error", 1),
+    ]
+    flags = await ledger.QueryUsage(
+        query(group_by=["streamed", "cache_hit"], order_by="requests"),
+        metadata=as_tenant("ten_a"),
+    )
+    assert [(dict(r.group), r.requests) for r in flags.rows] == [
+        ({"streamed": "false", "cache_hit": "false"}, 4),
+        ({"streamed": "true", "cache_hit": "false"}, 2),
+        ({"streamed": "false", "cache_hit": "true"}, 1),
+    ]
+
+
+async def test_query_is_scoped_to_callers_tenant(ledger):
+    now = datetime.now(UTC) - timedelta(hours=2)
+    await ledger.RecordUsage(
+        pb.RecordUsageRequest(
+            entries=seeded("ten_a", now, "a-") + seeded("ten_b", now, "b-")[:2]
+        )
+    )
+    # default range: the last 24 hours
+    mine = await ledger.QueryUsage(pb.QueryUsageRequest(), metadata=as_tenant("ten_a"))
+    theirs = await ledger.QueryUsage(
+        pb.QueryUsageRequest(group_by=["key_id"]), metadata=as_tenant("ten_b")
+    )
+    assert [r.requests for r in mine.rows] == [7]
+    assert [(dict(r.group), r.requests, r.total_tokens) for r in theirs.rows] == [
+        ({"key_id": "key_1"}, 2, 60)
+    ]
+    nobody = await ledger.QueryUsage(pb.QueryUsageRequest(), metadata=as_tenant("ten_c"))
+    assert list(nobody.rows) == []
+    older = await ledger.QueryUsage(
+        query(start_time=stamp(now - timedelta(days=3)), end_time=stamp(now)),
+        metadata=as_tenant("ten_a"),
+    )
+    assert list(older.rows) == []
+
+
+def stamp(value: datetime):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"bucket": "week"},
+        {"group_by": ["tenant_id"]},
+        {"group_by": ["alias; DROP TABLE usage_entries"]},
+        {"group_by": ["alias", "alias"]},
+        {"order_by": "latency"},
+        {"limit": -1},
+        {"limit": 10_001},
+        {"start_time": stamp(BASE), "end_time": stamp(BASE - timedelta(hours=1))},
+        {"start_time": stamp(BASE), "end_time": stamp(BASE + timedelta(days=91))},
+    ],
+)
+async def test_query_bad_input_gets_invalid_argument(ledger, fields):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ledger.QueryUsage(query(**fields), metadata=as_tenant("ten_a"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_query_refuses_too_many_rows_and_needs_identity(ledger, monkeypatch):
+    import services.ledger.store as store
+
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=seeded()))
+    monkeypatch.setattr(store, "MAX_ROWS", 3)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ledger.QueryUsage(query(bucket="minute"), metadata=as_tenant("ten_a"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "more than" in err.value.details()
+    limited = await ledger.QueryUsage(
+        query(bucket="minute", order_by="requests", limit=2), metadata=as_tenant("ten_a")
+    )
+    assert [r.requests for r in limited.rows] == [2, 1]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ledger.QueryUsage(query())
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -46,6 +46,11 @@ class LedgerServiceStub:
                 request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageRequest.SerializeToString,
                 response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageResponse.FromString,
                 _registered_method=True)
+        self.QueryUsage = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/QueryUsage',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -67,6 +72,14 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryUsage(self, request, context):
+        """Aggregated usage of the caller's tenant: time buckets, group-by
+        dimensions, top-N consumers, error rates and latency percentiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +92,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.ListUsage,
                     request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageRequest.FromString,
                     response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageResponse.SerializeToString,
+            ),
+            'QueryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUsage,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +155,33 @@ class LedgerService:
             '/lockgate.ledger.v1.LedgerService/ListUsage',
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageRequest.SerializeToString,
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/QueryUsage',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
