@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +36,16 @@ class Price:
             uncached * self.input + cached_input_tokens * self.cached_input
             + output_tokens * self.output
         ) / _MILLION
+
+
+    def cost_micro_usd(
+        self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    ) -> int:
+        """The cost in integer micro-USD, rounded half up (so a call's rounding
+        error is at most half a micro-dollar, and never compounds: each entry
+        is rounded once, sums are exact)."""
+        exact = self.cost_usd(input_tokens, output_tokens, cached_input_tokens) * _MILLION
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 class PriceBook:

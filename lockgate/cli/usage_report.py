@@ -27,7 +27,7 @@ DIMENSIONS = (
     "cache_hit",
 )
 BUCKETS = ("minute", "hour", "day")
-MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors")
+MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors", "cost")
 #: The ledger's longest range.
 MAX_RANGE = timedelta(days=90)
 #: --top without --order-by ranks by tokens.
@@ -44,6 +44,7 @@ MEASURE_COLUMNS = (
     ("input_tokens", "IN"),
     ("output_tokens", "OUT"),
     ("total_tokens", "TOTAL"),
+    ("cost_usd", "COST USD"),
     ("cached_input_tokens", "CACHED IN"),
     ("estimated_requests", "ESTIMATED"),
     ("cache_hits", "CACHE HITS"),
@@ -121,6 +122,10 @@ def values(row, dims: list[str], bucketed: bool, *, for_table: bool = False) -> 
             out.append("")
     out += [row.group.get(d, "") for d in dims]
     for name, _header in MEASURE_COLUMNS:
+        if name == "cost_usd":  # exact: integer micro-USD shown as dollars
+            micro = row.cost_micro_usd
+            out.append(f"{'-' if micro < 0 else ''}{abs(micro) // 10**6}.{abs(micro) % 10**6:06d}")
+            continue
         value = getattr(row, name)
         if name == "error_rate":
             out.append(f"{value * 100:.1f}%" if for_table else _number(value, 6))

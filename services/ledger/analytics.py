@@ -36,9 +36,7 @@ DIMENSIONS = (
 )
 BUCKETS = ("minute", "hour", "day")
 #: Measures rows can be ordered by (largest first).
-MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors")
-# Cost comes with the price book: a "cost" measure (integer micro-USD) will be
-# added to MEASURES and UsageRow then. Nothing here estimates it.
+MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors", "cost")
 
 PERCENTILES = (0.5, 0.95, 0.99)
 DEFAULT_RANGE = timedelta(hours=24)
@@ -69,6 +67,9 @@ class UsageRow:
     cached_input_tokens: int = 0
     estimated_requests: int = 0
     cache_hits: int = 0
+    #: Sum of the entries' integer micro-USD cost, and how many had no price.
+    cost_micro_usd: int = 0
+    unpriced_requests: int = 0
     latency_ms: dict[float, float] = field(default_factory=dict)  # percentile -> ms
     ttft_p50_ms: float = 0.0
 

@@ -33,6 +33,8 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         "cache_hit": msg.cache_hit,
         "operation": msg.operation or "chat",
         "attempts": msg.attempts,
+        "cost_micro_usd": msg.cost_micro_usd,
+        "price_source": msg.price_source,
         "created_at": created,
     }
 
@@ -61,6 +63,8 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         cache_hit=row.cache_hit,
         operation=row.operation,
         attempts=row.attempts,
+        cost_micro_usd=row.cost_micro_usd,
+        price_source=row.price_source,
         create_time=to_timestamp(row.created_at),
     )
 
@@ -81,6 +85,8 @@ def usage_row_to_proto(row: UsageRow) -> pb.UsageRow:
         latency_p95_ms=row.latency_ms.get(0.95, 0.0),
         latency_p99_ms=row.latency_ms.get(0.99, 0.0),
         ttft_p50_ms=row.ttft_p50_ms,
+        cost_micro_usd=row.cost_micro_usd,
+        unpriced_requests=row.unpriced_requests,
     )
     if row.bucket_start is not None:
         msg.bucket_start.CopyFrom(to_timestamp(row.bucket_start))

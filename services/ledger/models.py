@@ -33,4 +33,7 @@ class UsageEntry(SQLModel, table=True):
     cache_hit: bool = False
     operation: str = Field(max_length=16, default="chat")
     attempts: int = 0
+    #: Integer micro-USD (see lockgate/prices.py for the rounding).
+    cost_micro_usd: int = 0
+    price_source: str = Field(max_length=16, default="")
     created_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -103,6 +103,10 @@ class UsageStore:
             func.sum(_C.cached_input_tokens).label("cached_input_tokens"),
             func.sum(case((_C.estimated, 1), else_=0)).label("estimated_requests"),
             func.sum(case((_C.cache_hit, 1), else_=0)).label("cache_hits"),
+            func.sum(_C.cost_micro_usd).label("cost"),
+            func.sum(
+                case((and_(_C.price_source == "", _C.cache_hit.is_(False)), 1), else_=0)
+            ).label("unpriced_requests"),
         ]
         if dialect == "postgresql":
             measures += [
@@ -141,6 +145,8 @@ class UsageStore:
                 cached_input_tokens=int(r["cached_input_tokens"] or 0),
                 estimated_requests=int(r["estimated_requests"] or 0),
                 cache_hits=int(r["cache_hits"] or 0),
+                cost_micro_usd=int(r["cost"] or 0),
+                unpriced_requests=int(r["unpriced_requests"] or 0),
             )
             if dialect == "postgresql":
                 row.latency_ms = {p: rounded(r[f"lat_{i}"]) for i, p in enumerate(PERCENTILES)}

@@ -41,6 +41,7 @@ from lockgate.errors import (
 from lockgate.identity import Identity
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.metrics import Counter
+from lockgate.prices import Price
 from services.router import strategies
 from services.router.cache import (
     IncompleteStream,
@@ -95,6 +96,9 @@ class Call:
     provider: str = ""
     provider_model: str = ""
     attempts: int = 0
+    #: The price of the deployment that answered (None: unknown).
+    price: Price | None = None
+    price_source: str = ""
     usage: TokenCounts | None = None
     first_token_at: float | None = None
     error: LockgateError | None = None
@@ -411,6 +415,8 @@ class Router:
         call.deployment = deployment.deployment
         call.provider = deployment.provider_name
         call.provider_model = deployment.config.model
+        call.price = deployment.price
+        call.price_source = deployment.price_source
 
     def meter(self, call: Call) -> None:
         """Hand the call to the ledger (never blocks; see metering.py)."""
@@ -438,6 +444,8 @@ class Router:
                 cache_hit=call.cache_hit,
                 operation=call.kind,
                 attempts=call.attempts,
+                cost_micro_usd=_cost(call),
+                price_source="" if call.cache_hit else call.price_source,
             )
         )
 
@@ -451,6 +459,13 @@ def _within(timeouts: TimeoutsConfig, remaining: float) -> TimeoutsConfig:
         first_token=min(timeouts.first_token, remaining),
         total=min(timeouts.total, remaining),
     )
+
+
+def _cost(call: Call) -> int:
+    """What the provider charges for the call; a cache hit costs nothing."""
+    if call.cache_hit or call.price is None or call.usage is None:
+        return 0
+    return call.price.cost_micro_usd(call.usage.input, call.usage.output, call.usage.cached_input)
 
 
 def _status(call: Call) -> str:

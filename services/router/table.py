@@ -41,6 +41,8 @@ class Deployment:
     timeouts: TimeoutsConfig
     health: DeploymentHealth
     price: Price | None
+    #: "config", "price_book", or "" when the price is unknown.
+    price_source: str = ""
 
     @property
     def priority(self) -> int:
@@ -116,11 +118,12 @@ def build_table(
     deployments = {}
     for name, dep in config.deployments.items():
         provider_config, provider = providers[dep.provider]
-        price = (
-            price_from(dep.price.model_dump(exclude_none=True), f"deployments.{name}.price")
-            if dep.price is not None
-            else prices.at(provider_config.type, dep.model)
-        )
+        if dep.price is not None:
+            price = price_from(dep.price.model_dump(exclude_none=True), f"deployments.{name}.price")
+            source = "config"
+        else:
+            price = prices.at(provider_config.type, dep.model)
+            source = "price_book" if price is not None else ""
         deployments[name] = Deployment(
             deployment=name,
             config=dep,
@@ -130,6 +133,7 @@ def build_table(
             timeouts=dep.timeouts or provider_config.timeouts,
             health=health.get(name),
             price=price,
+            price_source=source,
         )
     health.forget_except(set(deployments))
     return RoutingTable(generation, config, providers, deployments)

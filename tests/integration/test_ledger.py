@@ -269,3 +269,22 @@ async def test_query_refuses_too_many_rows_and_needs_identity(ledger, monkeypatc
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ledger.QueryUsage(query())
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_query_sums_cost_and_orders_by_it(ledger):
+    entries = seeded(prefix="c-")
+    for e in entries:  # priced like the cost the router computes: micro-USD per entry
+        e.cost_micro_usd = e.usage.input_tokens * 3 + e.usage.output_tokens * 15
+        e.price_source = "config" if e.alias == "big" else ""
+        if e.cache_hit:
+            e.cost_micro_usd, e.price_source = 0, ""
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=entries), metadata=as_tenant("ten_a"))
+    rows = (await ledger.QueryUsage(query(group_by=["alias"], order_by="cost"),
+                                    metadata=as_tenant("ten_a"))).rows
+    assert [r.group["alias"] for r in rows] == ["big", "demo"]
+    assert rows[0].cost_micro_usd == 2000 * 3 + 1200 * 15
+    assert rows[1].cost_micro_usd == 4 * (10 * 3 + 20 * 15)  # the cache hit cost nothing
+    assert (rows[0].unpriced_requests, rows[1].unpriced_requests) == (0, 4)
+    listed = await ledger.ListUsage(pb.ListUsageRequest(page_size=100), metadata=as_tenant("ten_a"))
+    big = next(e for e in listed.entries if e.request_id == "c-b1")
+    assert (big.cost_micro_usd, big.price_source) == (1000 * 3 + 500 * 15, "config")

@@ -21,7 +21,7 @@ providers:
   sim: {{type: openai, base_url: "http://127.0.0.1:{port}/v1"}}
   sim-no-usage: {{type: mistral, base_url: "http://127.0.0.1:{port}/v1"}}
 deployments:
-  d: {{provider: sim, model: sim-small}}
+  d: {{provider: sim, model: sim-small, price: {{input: 2.5, output: 10}}}}
   quiet: {{provider: sim-no-usage, model: sim-small}}
   e: {{provider: sim, model: sim-embed}}
 models:
@@ -84,6 +84,10 @@ async def test_second_identical_request_is_a_hit_marked_in_header_and_ledger(env
     miss, hit = await ledger_entry(ledger, "c1", tenant), await ledger_entry(ledger, "c2", tenant)
     assert (miss.cache_hit, miss.attempts) == (False, 1)
     assert (hit.cache_hit, hit.attempts) == (True, 0)
+    # 2.5 and 10 USD per million tokens: micro-USD = 2.5 * in + 10 * out, rounded half up.
+    exact = 2.5 * miss.usage.input_tokens + 10 * miss.usage.output_tokens
+    assert miss.cost_micro_usd == int(exact + 0.5) and miss.price_source == "config"
+    assert (hit.cost_micro_usd, hit.price_source) == (0, "")
     assert hit.usage.input_tokens == miss.usage.input_tokens
 
 

@@ -320,3 +320,11 @@ def test_admit_follows_a_changed_rate():
     assert all(health.admit(0) for _ in range(1000))  # unbounded
     assert sum(health.admit(2) for _ in range(5)) == 2
     assert sum(health.admit(3) for _ in range(5)) == 3  # a reload changed the limit
+
+
+def test_cost_in_micro_usd_is_rounded_half_up_once_per_entry():
+    price = Price(Decimal("2.5"), Decimal("10"), Decimal("1.25"))
+    assert price.cost_micro_usd(13, 15) == 183  # 32.5 + 150 = 182.5 -> 183
+    assert price.cost_micro_usd(1, 0) == 3  # 2.5 -> 3
+    assert price.cost_micro_usd(1_000_000, 0, cached_input_tokens=1_000_000) == 1_250_000
+    assert price.cost_micro_usd(0, 0) == 0

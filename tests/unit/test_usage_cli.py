@@ -74,7 +74,7 @@ def test_report_flags_build_the_request():
     [
         (("--by", "tenant_id"), "unknown dimension 'tenant_id'"),
         (("--bucket", "week"), "--bucket: unknown value 'week'"),
-        (("--order-by", "cost"), "--order-by: unknown value 'cost'"),
+        (("--order-by", "price"), "--order-by: unknown value 'price'"),
         (("--since", "soon"), "--since"),
         (("--since", "2999-01-01"), "in the future"),
         (("--since", "91d"), "at most 90 days"),
@@ -95,7 +95,7 @@ def sample_rows() -> list[pb.UsageRow]:
         group={"alias": "demo", "streamed": "true"}, requests=7, errors=2, error_rate=2 / 7,
         input_tokens=2050, output_tokens=1300, total_tokens=3350, cached_input_tokens=3,
         estimated_requests=1, cache_hits=1, latency_p50_ms=40.0, latency_p95_ms=270.0,
-        latency_p99_ms=97.6, ttft_p50_ms=10.0,
+        latency_p99_ms=97.6, ttft_p50_ms=10.0, cost_micro_usd=1_234_567,
     )
     first.bucket_start.FromDatetime(NOW)
     second = pb.UsageRow(group={"alias": 'a,"b"', "streamed": "false"}, requests=1)
@@ -108,13 +108,13 @@ def test_csv_has_a_header_and_one_line_per_row():
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == [
         "bucket_start", "alias", "streamed", "requests", "errors", "error_rate",
-        "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
+        "input_tokens", "output_tokens", "total_tokens", "cost_usd", "cached_input_tokens",
         "estimated_requests", "cache_hits", "latency_p50_ms", "latency_p95_ms",
         "latency_p99_ms", "ttft_p50_ms",
     ]
     assert rows[1] == [
         "2026-03-01T12:00:00Z", "demo", "true", "7", "2", "0.285714", "2050", "1300", "3350",
-        "3", "1", "1", "40", "270", "97.6", "10",
+        "1.234567", "3", "1", "1", "40", "270", "97.6", "10",
     ]
     assert rows[2][:4] == ["2026-03-01T13:00:00Z", 'a,"b"', "false", "1"]
     assert len(rows) == 3
