@@ -1,10 +1,4 @@
-"""Anthropic's Messages API (`POST {base_url}/v1/messages`) behind the OpenAI dialect.
-
-`base_url` is the API root without `/v1` (e.g. `https://api.anthropic.com`).
-Headers: `x-api-key` (from `api_key_env`), `anthropic-version`
-(`ProviderConfig.api_version`, default `2023-06-01`), `content-type`.
-
-Request translation (OpenAI chat completion -> Anthropic message):
+"""Request translation (OpenAI chat completion -> Anthropic message).
 
 * `system` / `developer` messages -> the top-level `system` (a string when
   there is one plain-text system message, else a list of text blocks, in
@@ -39,62 +33,19 @@ text, `seed`, non-zero `presence_penalty` / `frequency_penalty`, a non-empty
 other than auto/default,
 legacy `functions` / `function_call` and `function` messages, a message
 `name`, audio/file content parts, and any field this adapter does not know.
-
-Response translation: text blocks joined into `content`; `tool_use` blocks ->
-`tool_calls`; `stop_reason` end_turn / stop_sequence / pause_turn -> stop,
-max_tokens / model_context_window_exceeded -> length, tool_use -> tool_calls,
-refusal -> content_filter. Usage: `prompt_tokens` = input_tokens +
-cache_read_input_tokens + cache_creation_input_tokens (Anthropic counts cached
-tokens apart; OpenAI includes them), `prompt_tokens_details.cached_tokens` =
-cache_read_input_tokens, `completion_tokens` = output_tokens.
-
-Streams: the event sequence (message_start, content_block_start/delta/stop,
-message_delta, message_stop; ping ignored) becomes OpenAI chunks: a role
-chunk, content and tool_calls deltas (one tool-call index per tool_use block,
-in order), a finish chunk and a usage chunk. An `error` event is an
-UpstreamUnavailable (overloaded_error) or UpstreamError; a stream without
-message_stop is an UpstreamError.
-
-Errors: Anthropic's `{"type":"error","error":{"type","message"}}`; 529 /
-overloaded_error -> UpstreamUnavailable, 429 -> RateLimited with Retry-After,
-a 400 "prompt is too long" -> InvalidRequest(code="context_length_exceeded"),
-the rest by status (http.status_error).
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
-from lockgate.errors import InvalidRequest, LockgateError, UpstreamError, UpstreamUnavailable
-from lockgate.logs import redact
-from services.router.config import ProviderConfig, TimeoutsConfig
-from services.router.providers.http import (
-    UpstreamHTTP,
-    api_key,
-    error_message,
-    retry_after_seconds,
-    status_error,
-)
+from lockgate.errors import InvalidRequest
 
-DEFAULT_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; used when the request sets no limit.
 DEFAULT_MAX_TOKENS = 4096
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
 #: Fields translated, or ignored because they do not change the answer.
 _HANDLED = frozenset({
@@ -115,82 +66,6 @@ _NEUTRAL = {
     "service_tier": lambda v: v in ("auto", "default"),
 }
 _DATA_URL = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
-_TOO_LONG = re.compile(r"prompt is too long|too many (input )?tokens|context (window|length)", re.I)
-
-
-class AnthropicProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
-        self.name = name
-        self.url = f"{config.base_url}/v1/messages"
-        self.http = UpstreamHTTP(
-            name, session, max_response_bytes=config.max_response_bytes,
-            error_hook=self._error_hook, forward_headers=config.forward_headers,
-        )
-        self.headers = {
-            "content-type": "application/json",
-            "anthropic-version": config.api_version or DEFAULT_VERSION,
-        }
-        key = api_key(config.api_key_env)
-        if key:
-            self.headers["x-api-key"] = key
-
-    async def chat(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
-        payload = to_anthropic(body, model)
-        reply = await self.http.post_json(self.url, payload, self.headers, timeouts)
-        try:
-            return to_completion(reply)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise UpstreamError(f"provider {self.name!r} sent an unexpected response") from None
-
-    async def stream_chat(
-        self, body: dict, model: str, timeouts: TimeoutsConfig
-    ) -> AsyncIterator[dict]:
-        payload = {**to_anthropic(body, model), "stream": True}
-        events = self.http.post_sse(self.url, payload, self.headers, timeouts)
-        translator = StreamTranslator(self.name)
-        try:
-            async for event in events:
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(
-                        f"provider {self.name!r} sent an invalid stream event"
-                    ) from None
-                for chunk in translator.feed(data):
-                    yield chunk
-                if translator.done:
-                    break
-        finally:
-            await events.aclose()
-        if not translator.done:
-            raise UpstreamError(f"provider {self.name!r} ended the stream early")
-
-    async def embed(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
-        raise InvalidRequest("Anthropic has no embeddings API", param="model")
-
-    def _error_hook(
-        self, status: int, payload: object, text: str, headers: Any
-    ) -> LockgateError | None:
-        kind = _error_type(payload)
-        message = error_message(payload) or text
-        retry_after = retry_after_seconds(headers)
-        code = "context_length_exceeded" if status == 400 and _TOO_LONG.search(message) else None
-        error = status_error(self.name, status, message, retry_after=retry_after, code=code)
-        if kind == "overloaded_error" and not isinstance(error, UpstreamUnavailable):
-            # Overloaded whatever the status (529 already maps so): retryable.
-            error = UpstreamUnavailable(error.message)
-            error.retry_after = retry_after
-        return error
-
-
-def _error_type(payload: object) -> str | None:
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        kind = payload["error"].get("type")
-        return kind if isinstance(kind, str) else None
-    return None
-
-
-# -- request ---------------------------------------------------------------------
 
 
 def to_anthropic(body: dict, model: str) -> dict:
@@ -513,180 +388,3 @@ def _tool_choice(choice: Any, has_tools: bool, parallel: Any) -> dict | None:
     if out is not None and parallel is False:
         out["disable_parallel_tool_use"] = True
     return out
-
-
-# -- response ----------------------------------------------------------------------
-
-
-def to_completion(message: dict) -> dict:
-    """The OpenAI chat.completion for an Anthropic message."""
-    texts: list[str] = []
-    calls: list[dict] = []
-    for block in message["content"]:
-        if block["type"] == "text":
-            texts.append(block["text"])
-        elif block["type"] == "tool_use":
-            calls.append({
-                "id": block["id"],
-                "type": "function",
-                "function": {"name": block["name"], "arguments": orjson.dumps(
-                    block.get("input") or {}).decode()},
-            })
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
-    return {
-        "id": message["id"],
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": message.get("model") or "",
-        "choices": [{
-            "index": 0,
-            "message": reply,
-            "logprobs": None,
-            "finish_reason": finish_reason(message.get("stop_reason")),
-        }],
-        "usage": openai_usage(message.get("usage") or {}),
-    }
-
-
-def finish_reason(stop_reason: Any) -> str:
-    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def openai_usage(usage: dict) -> dict:
-    """OpenAI usage from Anthropic's, where cached input is counted apart."""
-    def count(field: str) -> int:
-        value = usage.get(field)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    cached = count("cache_read_input_tokens")
-    prompt = count("input_tokens") + cached + count("cache_creation_input_tokens")
-    completion = count("output_tokens")
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
-
-
-# -- streams -------------------------------------------------------------------------
-
-
-class StreamTranslator:
-    """Anthropic stream events in, OpenAI chunks out (see the module docstring)."""
-
-    def __init__(self, provider: str):
-        self.provider = provider
-        self.id = ""
-        self.model = ""
-        self.created = int(time.time())
-        self.usage: dict[str, int] = {}
-        self.stop_reason: str | None = None
-        self.started = False
-        self.done = False
-        #: Anthropic content block index -> OpenAI tool_calls index.
-        self.tool_index: dict[int, int] = {}
-
-    def feed(self, event: Any) -> list[dict]:
-        """The chunks for one parsed event (often none)."""
-        if not isinstance(event, dict):
-            raise UpstreamError(f"provider {self.provider!r} sent an invalid stream event")
-        kind = event.get("type")
-        if kind == "error":
-            raise self._error(event)
-        if kind == "message_start":
-            message = event.get("message")
-            if not isinstance(message, dict):
-                raise UpstreamError(f"provider {self.provider!r} sent an invalid stream event")
-            self.id = str(message.get("id") or "")
-            self.model = str(message.get("model") or "")
-            self._add_usage(message.get("usage"))
-            self.started = True
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if not self.started:
-            if kind == "ping":
-                return []
-            raise UpstreamError(f"provider {self.provider!r} sent {str(kind)[:40]!r} "
-                                "before message_start")
-        if kind == "content_block_start":
-            return self._block_start(event)
-        if kind == "content_block_delta":
-            return self._block_delta(event)
-        if kind == "message_delta":
-            delta = event.get("delta")
-            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
-                self.stop_reason = delta["stop_reason"]
-            self._add_usage(event.get("usage"))
-            return []
-        if kind == "message_stop":
-            self.done = True
-            finish = self._chunk({}, finish_reason(self.stop_reason))
-            usage = {**self._chunk({}), "choices": [], "usage": openai_usage(self.usage)}
-            return [finish, usage]
-        return []  # ping, content_block_stop, and event types added later
-
-    def _block_start(self, event: dict) -> list[dict]:
-        block = event.get("content_block")
-        if not isinstance(block, dict):
-            return []
-        if block.get("type") == "tool_use":
-            index = len(self.tool_index)
-            self.tool_index[event.get("index")] = index
-            return [self._chunk({"tool_calls": [{
-                "index": index,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
-            }]})]
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        return []
-
-    def _block_delta(self, event: dict) -> list[dict]:
-        delta = event.get("delta")
-        if not isinstance(delta, dict):
-            return []
-        if delta.get("type") == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-            index = self.tool_index.get(event.get("index"))
-            if index is None:
-                raise UpstreamError(
-                    f"provider {self.provider!r} sent tool input for an unknown block"
-                )
-            return [self._chunk({"tool_calls": [{
-                "index": index, "function": {"arguments": delta["partial_json"]},
-            }]})]
-        return []  # thinking, signatures, citations: nothing OpenAI's chunks carry
-
-    def _add_usage(self, usage: Any) -> None:
-        # Counts are cumulative: a later event's value replaces an earlier one.
-        if isinstance(usage, dict):
-            for field, value in usage.items():
-                if isinstance(value, int) and not isinstance(value, bool):
-                    self.usage[field] = value
-
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
-        }
-
-    def _error(self, event: dict) -> LockgateError:
-        kind = _error_type(event)
-        detail = redact(error_message(event) or "no error message")[:500]
-        message = f"provider {self.provider!r} failed mid-stream: {detail}"
-        if kind == "overloaded_error":
-            return UpstreamUnavailable(message)
-        return UpstreamError(message)
