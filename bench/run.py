@@ -7,6 +7,8 @@ Both in the same run on the same machine, so the ratio is what counts.
 S2 (first cut): concurrent paced SSE streams, direct vs governed: completion
   and time-to-first-token overhead (bench/streaming.py).
 S3 (first cut): ledger ingestion, entries/s into SQLite and PostgreSQL.
+S4: access policy decision and ext_authz Check latency (in process, cached and
+  uncached, and over gRPC against a bare health check; bench/check_latency.py).
 Writes bench/results/latest.json and a dated copy.
 """
 
@@ -24,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ledger_ingest, streaming
+from bench import check_latency, ledger_ingest, streaming
 from lockgate.stack.ephemeral import EphemeralStack
 
 ROOT = Path(__file__).resolve().parent
@@ -61,6 +63,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams of S2")
+    parser.add_argument("--check-seconds", type=float, default=5.0,
+                        help="S4: seconds of health and of Check calls per gRPC concurrency")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk); `make bench` installs it", file=sys.stderr)
@@ -98,6 +102,9 @@ def main() -> int:
         print(json.dumps(results["s2_streaming"]))
     results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run())
     print(json.dumps(results["s3_ledger_ingest"]))
+    # After the stack is down: S4 runs its own auth service and client in-process.
+    results["s4_check_latency"] = check_latency.run(seconds=args.check_seconds)
+    print(json.dumps(results["s4_check_latency"]))
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(results, indent=2) + "\n"
     (RESULTS / "latest.json").write_text(text)

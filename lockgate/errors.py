@@ -7,7 +7,9 @@
     ├── PermissionDenied                403 PERMISSION_DENIED   permission_error
     ├── NotFound                        404 NOT_FOUND           not_found_error
     │   └── ModelNotFound               404 NOT_FOUND           not_found_error (code model_not_found)
+    ├── FailedPrecondition              400 FAILED_PRECONDITION invalid_request_error
     ├── AlreadyExists                   409 ALREADY_EXISTS      invalid_request_error
+    ├── Conflict                        409 ABORTED             invalid_request_error (stale etag)
     ├── RateLimited                     429 RESOURCE_EXHAUSTED  rate_limit_error
     ├── UpstreamError                   502 UNAVAILABLE         api_error   (provider failed)
     │   ├── UpstreamUnavailable         503 UNAVAILABLE         api_error   (provider unreachable)
@@ -85,8 +87,20 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class FailedPrecondition(LockgateError):
+    """The object is not in a state that allows the action (a team still has members)."""
+
+    default_code = "failed_precondition"
+
+
 class AlreadyExists(LockgateError):
     """An object with the same unique name exists."""
+
+
+class Conflict(LockgateError):
+    """The object changed since the caller read it (the etag no longer matches)."""
+
+    default_code = "etag_mismatch"
 
 
 class RateLimited(LockgateError):
@@ -135,7 +149,11 @@ _STATUS_TABLE: dict[type[LockgateError], Status] = {
     PermissionDenied: Status(403, grpc.StatusCode.PERMISSION_DENIED, "permission_error"),
     NotFound: Status(404, grpc.StatusCode.NOT_FOUND, "not_found_error"),
     ModelNotFound: Status(404, grpc.StatusCode.NOT_FOUND, "not_found_error"),
+    FailedPrecondition: Status(
+        400, grpc.StatusCode.FAILED_PRECONDITION, "invalid_request_error"
+    ),
     AlreadyExists: Status(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request_error"),
+    Conflict: Status(409, grpc.StatusCode.ABORTED, "invalid_request_error"),
     RateLimited: Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_error"),
     UpstreamError: Status(502, grpc.StatusCode.UNAVAILABLE, "api_error"),
     UpstreamUnavailable: Status(503, grpc.StatusCode.UNAVAILABLE, "api_error"),

@@ -15,6 +15,15 @@ ROLES = "x-lockgate-roles"
 TENANT_NAME = "x-lockgate-tenant-name"
 #: The key's model scope, comma-separated; absent or empty: every model.
 MODELS = "x-lockgate-models"
+#: The team the credential acts in ("" for tenant-wide keys).
+TEAM_ID = "x-lockgate-team-id"
+#: Who holds the credential: "user:usr_…" or "service_account:sa_…".
+PRINCIPAL = "x-lockgate-principal"
+#: The APIs the credential may call, comma-separated; absent or empty: every API.
+SCOPES = "x-lockgate-scopes"
+#: The governed API (registry id) and version a call goes to; absent: ungoverned.
+API_ID = "x-lockgate-api-id"
+API_VERSION = "x-lockgate-api-version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,20 @@ class Identity:
     tenant_name: str = ""
     #: The key's model scope; () = every model.
     models: tuple[str, ...] = ()
+    team_id: str = ""
+    #: "user" or "service_account" ("" for internal callers).
+    principal_kind: str = ""
+    principal_id: str = ""
+    #: The APIs the credential may call; () = every API.
+    scopes: tuple[str, ...] = ()
+    #: The governed API and version this call goes to ("" when ungoverned).
+    api_id: str = ""
+    api_version: str = ""
+
+    @property
+    def principal(self) -> str:
+        """The x-lockgate-principal value: user:usr_… or service_account:sa_…."""
+        return f"{self.principal_kind}:{self.principal_id}" if self.principal_id else ""
 
 
 def identity_from_metadata(metadata) -> Identity:
@@ -36,12 +59,19 @@ def identity_from_metadata(metadata) -> Identity:
     tenant_id = values.get(TENANT_ID)
     if not tenant_id:
         raise Unauthenticated("no caller identity: call through the gateway with an API key")
+    kind, _, principal_id = values.get(PRINCIPAL, "").partition(":")
     return Identity(
         tenant_id=tenant_id,
         key_id=values.get(KEY_ID, ""),
         roles=_items(values.get(ROLES, "")),
         tenant_name=values.get(TENANT_NAME, ""),
         models=_items(values.get(MODELS, "")),
+        team_id=values.get(TEAM_ID, ""),
+        principal_kind=kind,
+        principal_id=principal_id,
+        scopes=_items(values.get(SCOPES, "")),
+        api_id=values.get(API_ID, ""),
+        api_version=values.get(API_VERSION, ""),
     )
 
 

@@ -57,6 +57,9 @@ class LivePolicy:
     def evaluate(self, entrypoint: str, input: Any) -> Any:
         return self.engine.evaluate(entrypoint, input)
 
+    async def evaluate_async(self, entrypoint: str, input: Any) -> Any:
+        return self.engine.evaluate(entrypoint, input)
+
     # -- reloading --------------------------------------------------------------------
 
     def _files(self) -> list[Path]:

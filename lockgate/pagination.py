@@ -6,6 +6,8 @@ import base64
 from collections.abc import Callable
 from typing import TypeVar
 
+import orjson
+
 from lockgate.errors import InvalidRequest
 
 T = TypeVar("T")
@@ -43,3 +45,25 @@ def page_of(rows: list[T], size: int, position: Callable[[T], int]) -> tuple[lis
         rows = rows[:size]
         return rows, encode_cursor(position(rows[-1]))
     return rows, ""
+
+
+def encode_position(*values: str) -> str:
+    """A page token for keyset pagination on text columns (sort value, id)."""
+    raw = orjson.dumps(["v2", *values])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_position(token: str, size: int) -> tuple[str, ...] | None:
+    """The (sort value, id) a token stands for; InvalidRequest when it is not ours."""
+    if not token:
+        return None
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if (
+            not isinstance(raw, list) or len(raw) != size + 1 or raw[0] != "v2"
+            or not all(isinstance(v, str) for v in raw[1:])
+        ):
+            raise ValueError(raw)
+        return tuple(raw[1:])
+    except (ValueError, orjson.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest("invalid page_token", param="page_token") from None

@@ -88,12 +88,20 @@ class PolicyError(Exception):
 
 
 class Evaluator(Protocol):
-    """What services need of policies: PolicyEngine, or LivePolicy (hot reload)."""
+    """What services need of policies: PolicyEngine, LivePolicy (hot reload), or
+    RemotePolicy (an OPA server; lockgate/remote_policy.py).
+
+    `evaluate_async` is the call that works with all three: a remote evaluation
+    is network I/O and must not block the event loop (RemotePolicy.evaluate
+    refuses to run on it), while the embedded engines answer it at once.
+    """
 
     @property
     def revision(self) -> str: ...
 
     def evaluate(self, entrypoint: str, input: Any) -> Any: ...
+
+    async def evaluate_async(self, entrypoint: str, input: Any) -> Any: ...
 
 
 class PolicyEngine:
@@ -201,6 +209,14 @@ class PolicyEngine:
             self._set_input(input)
             output = _lib.regoBundleQueryEntrypoint(self._impl, bundle._impl, name)
             return self._read_output(output, entrypoint)
+
+    async def evaluate_async(self, entrypoint: str, input: Any) -> Any:
+        """`evaluate`, for callers written for any Evaluator (see RemotePolicy).
+
+        Runs on the calling thread: an evaluation takes a fraction of a
+        millisecond, less than a hop to a worker thread would.
+        """
+        return self.evaluate(entrypoint, input)
 
     # -- internals ---------------------------------------------------------------
 

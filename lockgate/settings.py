@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,25 @@ class ServiceSettings(BaseSettings):
         if self.database_url:
             return normalize_db_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+
+class PolicySettings(ServiceSettings):
+    """Where a service's policy decisions come from (auth, router, registry)."""
+
+    #: Folder of .rego policies and data.json files; default: the shipped policies/.
+    policy_dir: Path | None = None
+    #: Seconds between checks of the policy folder (or the OPA server's revision)
+    #: for changes (0: never).
+    policy_reload_interval: float = 1.0
+    #: Write every decision to <data dir>/decisions-<service>.jsonl (OPA format).
+    decision_log: bool = True
+    #: Remote mode: an OPA server (http(s)://host:port) evaluates the same policies
+    #: instead of the embedded engine. Admin configuration only.
+    opa_url: str = ""
+    #: Seconds one remote decision may take (then the call fails closed).
+    opa_timeout_seconds: float = 0.5
+    #: Bearer token for an OPA server run with --authentication=token.
+    opa_token: SecretStr | None = None
 
 
 def normalize_db_url(url: str) -> str:

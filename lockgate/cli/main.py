@@ -6,10 +6,31 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lockgate.cli import down, keys, policy, routes, sim, status, up, usage
+from lockgate.cli import (
+    apis,
+    audit,
+    down,
+    keys,
+    policy,
+    routes,
+    service_accounts,
+    sim,
+    status,
+    subscriptions,
+    teams,
+    tenants,
+    up,
+    usage,
+    users,
+    versions,
+    whoami,
+)
 from lockgate.cli.errors import CliError
 
-COMMANDS = (up, down, status, keys, usage, routes, policy, sim)
+COMMANDS = (
+    up, down, status, whoami, tenants, teams, users, service_accounts, keys, audit, usage,
+    routes, policy, sim, apis, versions, subscriptions,
+)
 
 
 def version() -> str:

@@ -25,6 +25,10 @@ DIMENSIONS = (
     "operation",
     "streamed",
     "cache_hit",
+    "team_id",
+    "principal",
+    "api_id",
+    "api_version",
 )
 BUCKETS = ("minute", "hour", "day")
 MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors", "cost")

@@ -3,7 +3,7 @@ deterministic replies and fault injection (see :mod:`lockgate.sim.server`)."""
 
 from lockgate.sim.config import SimConfig
 from lockgate.sim.knobs import SIM_HEADERS
-from lockgate.sim.replies import count_tokens, prompt_tokens, reply_text
+from lockgate.sim.replies import count_tokens, echo_text, prompt_tokens, reply_text
 from lockgate.sim.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -11,6 +11,7 @@ from lockgate.sim.server import (
     run,
     serve,
 )
+from lockgate.sim.structured import structured_text
 
 __all__ = [
     "DEFAULT_HOST",
@@ -19,8 +20,10 @@ __all__ = [
     "SimConfig",
     "count_tokens",
     "create_app",
+    "echo_text",
     "prompt_tokens",
     "reply_text",
     "run",
     "serve",
+    "structured_text",
 ]

@@ -16,6 +16,7 @@ H_DROP_AFTER = "x-sim-drop-after-chunks"
 H_REPLY_WORDS = "x-sim-reply-words"
 H_FAIL_FIRST = "x-sim-fail-first"
 H_SCENARIO = "x-sim-scenario"
+H_ECHO = "x-sim-echo"
 #: Every fault-injection header the simulator understands.
 SIM_HEADERS = (
     H_STATUS,
@@ -27,6 +28,7 @@ SIM_HEADERS = (
     H_REPLY_WORDS,
     H_FAIL_FIRST,
     H_SCENARIO,
+    H_ECHO,
 )
 MAX_SCENARIO_LEN = 128
 
@@ -38,7 +40,7 @@ class Knobs:
 
     __slots__ = (
         "status", "latency", "ttft", "interval", "chunk_count", "drop_after", "words",
-        "fail_first", "scenario",
+        "fail_first", "scenario", "echo",
     )
 
     def __init__(self, config: SimConfig, headers: Any):
@@ -51,6 +53,8 @@ class Knobs:
         self.words = config.reply_words
         self.fail_first = 0
         self.scenario = ""
+        #: x-sim-echo: 1 -> the reply repeats the request's messages.
+        self.echo = False
         get = headers.get
         if (v := get(H_STATUS)) is not None:
             status = header_int(H_STATUS, v, 200, 599)
@@ -73,6 +77,8 @@ class Knobs:
             self.drop_after = header_int(H_DROP_AFTER, v, 0, 1_000_000_000)
         if (v := get(H_REPLY_WORDS)) is not None:
             self.words = header_int(H_REPLY_WORDS, v, 0, MAX_REPLY_WORDS)
+        if (v := get(H_ECHO)) is not None:
+            self.echo = header_int(H_ECHO, v, 0, 1) == 1
         if (v := get(H_FAIL_FIRST)) is not None:
             self.fail_first = header_int(H_FAIL_FIRST, v, 0, 1_000_000)
             self.scenario = (get(H_SCENARIO) or "").strip()

@@ -137,6 +137,23 @@ def complete(
         tokens = sum(map(piece_tokens, pieces))  # the last piece may be cut
     else:
         tokens = sum(map(_PIECE_TOKENS.__getitem__, pieces))
+    return _limit(pieces, tokens, max_tokens)
+
+
+def finish(
+    pieces: list[str],
+    *,
+    stop: Sequence[str] | None = None,
+    max_tokens: int | None = None,
+) -> Completion:
+    """Any reply's pieces (e.g. :func:`text_pieces` of a JSON document) cut
+    at ``stop`` and to ``max_tokens`` as :func:`complete` cuts the words."""
+    if stop:
+        pieces = _cut_at_stop(pieces, stop)
+    return _limit(pieces, sum(map(piece_tokens, pieces)), max_tokens)
+
+
+def _limit(pieces: list[str], tokens: int, max_tokens: int | None) -> Completion:
     if max_tokens is None or tokens <= max_tokens:
         return Completion(pieces, "stop", tokens)
     tokens = 0
@@ -146,6 +163,43 @@ def complete(
             return Completion(pieces[:i], "length", tokens)
         tokens += t
     return Completion(pieces, "stop", tokens)
+
+
+# One piece per token, with the whitespace before it (whitespace is free, and a
+# piece holding one token match counts one token alone): the pieces' tokens add
+# up to the text's. Every character is whitespace or starts a token match.
+_TOKEN_PIECE = re.compile(r"\s*(?:" + _TOKEN.pattern + r")|\s+")
+
+
+def text_pieces(text: str) -> list[str]:
+    """Any text as reply pieces, one per token (the streamed chunks of a JSON
+    reply or an echo); their tokens add up to ``count_tokens(text)``."""
+    return _TOKEN_PIECE.findall(text)
+
+
+def message_text(content: Any) -> str:
+    """The text of one message ``content``: a string, or its text parts joined
+    (other parts and null: nothing)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part if isinstance(part, str) else part["text"]
+            for part in content
+            if isinstance(part, str) or (isinstance(part, dict) and isinstance(part.get("text"), str))
+        )
+    return ""
+
+
+def echo_text(messages: Iterable[dict[str, Any]]) -> str:
+    """The ``x-sim-echo`` reply: one ``<role>: <text>`` line per message."""
+    return "\n".join(f"{m.get('role')}: {message_text(m.get('content'))}" for m in messages)
+
+
+def echo(messages: Iterable[dict[str, Any]]) -> Completion:
+    """The ``x-sim-echo`` choice: :func:`echo_text`, never cut (finish_reason "stop")."""
+    text = echo_text(messages)
+    return Completion(text_pieces(text), "stop", count_tokens(text))
 
 
 def _cut_at_stop(pieces: list[str], stop: Sequence[str]) -> list[str]:

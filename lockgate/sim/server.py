@@ -24,6 +24,14 @@ Routes
     ``content: null`` with ``tool_calls`` (id ``call_…``) and finish_reason
     ``tool_calls``, streamed as OpenAI does (id and name first, then the
     arguments in fragments); the arguments count as completion tokens.
+    ``response_format`` (checked, with OpenAI's 400s): ``json_schema`` makes
+    the content a compact JSON document valid against the schema (strict:
+    every property), deterministic per messages and choice; ``json_object``
+    makes it ``{"text": <reply words>}`` (see :mod:`lockgate.sim.structured`).
+    The JSON is streamed one token per chunk, counted as completion tokens,
+    and cut by ``stop`` / ``max_tokens`` like any reply (finish_reason
+    ``length``: then it is not valid JSON, as with OpenAI). A tool call, when
+    the model makes one, comes instead of the JSON.
 ``POST /v1/embeddings``
     OpenAI's embeddings list; deterministic unit vectors of
     ``embedding_dimensions`` floats (or the ``dimensions`` param), as floats or
@@ -74,6 +82,17 @@ Per-request fault injection (headers override :class:`SimConfig`)
     chunked body is left incomplete). ``drop_stream_after_chunks``.
 ``x-sim-reply-words: <n>``
     Words of the reply (``reply_words``).
+``x-sim-echo: 1``
+    Template tests: the reply content is the request's messages, one
+    ``<role>: <text>`` line each (joined by ``\n``; a content's text parts
+    concatenated, its other parts and a null content give nothing), so a
+    test sees exactly what was rendered and sent. It takes precedence over
+    ``response_format`` and ``tools`` (no JSON, no tool call), is never cut
+    by ``stop`` or ``max_tokens`` (finish_reason ``stop``), is streamed one
+    token per chunk and counted as completion tokens; every choice of ``n``
+    is the same. ``0`` (the default) turns it off. The Anthropic and Gemini
+    dialects echo too (their system prompt as a ``system`` line, Gemini's
+    roles ``user`` / ``model``).
 ``x-sim-fail-first: <n>`` with ``x-sim-scenario: <id>``
     The first ``n`` requests carrying that scenario id fail (with
     ``x-sim-status``, default 503), later ones are answered: a provider that
@@ -97,7 +116,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from lockgate.sim import anthropic, gemini, replies, streaming
+from lockgate.sim import anthropic, gemini, replies, streaming, structured
 from lockgate.sim.config import SimConfig
 from lockgate.sim.embeddings import embeddings
 from lockgate.sim.errors import (
@@ -150,7 +169,7 @@ _DONE = b"data: [DONE]\n\n"
 class _Chat:
     __slots__ = (
         "model", "messages", "stream", "include_usage", "n", "stop", "max_tokens",
-        "tools", "tool_choice", "forced_tool",
+        "tools", "tool_choice", "forced_tool", "response_format",
     )  # fmt: skip
 
 
@@ -247,6 +266,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
     else:
         raise bad_type("stop", "string or array of strings", stop)
     chat.tools, chat.tool_choice, chat.forced_tool = parse_tools(body)
+    chat.response_format = structured.parse_response_format(body)
     return chat
 
 
@@ -254,21 +274,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state: State = request.app[STATE]
     knobs = state.prelude(request)
     chat = _parse_chat(await read_json(request))
-    await state.fault(knobs)
 
     key = replies.messages_key(chat.messages)
     tool = None
-    if chat.tools is not None:
+    if chat.tools is not None and not knobs.echo:
         tool = tool_reply(chat.tools, chat.tool_choice, chat.forced_tool, chat.messages, key)
     if tool is None:
-        completions = [
-            replies.complete(key, knobs.words, i, stop=chat.stop, max_tokens=chat.max_tokens)
-            for i in range(chat.n)
-        ]
+        # before the injected faults: an unanswerable schema is a 400 of the body
+        completions = _completions(chat, knobs, key)
         completion = sum(c.tokens for c in completions)
     else:
         completions = []
         completion = chat.n * tool.tokens
+    await state.fault(knobs)
     prompt = replies.prompt_tokens(chat.messages)
     usage = {
         "prompt_tokens": prompt,
@@ -307,6 +325,26 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         }
     )
     return web.Response(body=body, headers=JSON_HEADERS)
+
+
+def _completions(chat: _Chat, knobs: Knobs, key: bytes) -> list[replies.Completion]:
+    """The text choices: the echo, the JSON of ``response_format``, or the words."""
+    if knobs.echo:
+        return [replies.echo(chat.messages)] * chat.n
+    fmt = chat.response_format
+    if fmt is not None:
+        return [
+            replies.finish(
+                replies.text_pieces(fmt.text(key, knobs.words, i)),
+                stop=chat.stop,
+                max_tokens=chat.max_tokens,
+            )
+            for i in range(chat.n)
+        ]
+    return [
+        replies.complete(key, knobs.words, i, stop=chat.stop, max_tokens=chat.max_tokens)
+        for i in range(chat.n)
+    ]
 
 
 def _stream_frames(

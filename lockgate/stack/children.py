@@ -42,7 +42,13 @@ def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict
     env[prefix + "DATA_DIR"] = str(layout.data_dir)
     # A per-service level set by the user wins over the stack-wide one.
     env[prefix + "LOG_LEVEL"] = base.get(prefix + "LOG_LEVEL") or layout.log_level
+    registry = f"127.0.0.1:{layout.registry_port}"
+    if name == "auth":
+        env["LOCKGATE_AUTH_REGISTRY_ADDRESS"] = registry
+    if name == "registry":
+        env["LOCKGATE_REGISTRY_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
     if name == "router":
+        env["LOCKGATE_ROUTER_REGISTRY_ADDRESS"] = registry
         env["LOCKGATE_ROUTER_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
         env["LOCKGATE_SIM_URL"] = layout.sim_url
         env["LOCKGATE_SIM_ORIGIN"] = layout.sim_origin

@@ -14,10 +14,14 @@ from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from lockgate.db import open_database
 from lockgate.decision_log import DecisionLog
+from lockgate.governance_view import GovernanceView
 from lockgate.grpc_server import GrpcService
-from lockgate.live_policy import LivePolicy
-from lockgate.settings import ServiceSettings
+from lockgate.policy_source import build_policy
+from lockgate.settings import PolicySettings
+from services.auth.admin_policy import AdminAuthorizer
+from services.auth.changes import ChangeFeed, LastUsed
 from services.auth.check import Checker
+from services.auth.jwt_tokens import JwksKeys, JwtSettings, JwtVerifier
 from services.auth.principals import PrincipalCache
 from services.auth.secrets import KeyHasher, load_or_create_pepper
 from services.auth.service import AuthService
@@ -31,22 +35,44 @@ SERVICE_NAMES = [
 ]
 
 
-class AuthSettings(ServiceSettings):
+class AuthSettings(PolicySettings):
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_AUTH_", extra="ignore", frozen=True)
 
-    #: Seconds a resolved key is cached by this replica.
-    key_cache_ttl_seconds: float = 5.0
+    #: Seconds a resolved key is cached by this replica (a backstop: changes reach
+    #: every replica through the change feed within change_poll_seconds).
+    key_cache_ttl_seconds: float = 60.0
+    #: Seconds between polls of the change feed (revocations, rotations, owner changes).
+    change_poll_seconds: float = 0.25
+    #: Seconds between writes of keys' last-used times.
+    last_used_flush_seconds: float = 5.0
     #: Shared secret for key hashing (set it when replicas share a database);
     #: by default a random pepper is kept in <data_dir>/auth.pepper.
     key_pepper: str | None = None
-    #: Folder of .rego policies and data.json files; default: the shipped policies/.
-    policy_dir: Path | None = None
-    #: Seconds between checks of the policy folder for changes (0: never).
-    policy_reload_interval: float = 1.0
-    #: Write every access decision to <data dir>/decisions-auth.jsonl (OPA format).
-    decision_log: bool = True
     #: Create tenant `default` and an admin key (written to <data_dir>/admin.key) on first start.
     bootstrap_admin: bool = True
+    #: Users' JWTs (Bearer) are accepted when an issuer is set: tokens from this
+    #: issuer, for this audience, signed by a key of the JWKS file or URL.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_jwks_file: Path | None = None
+    jwt_jwks_url: str | None = None
+    #: The claim holding the user's e-mail (matched against users' emails).
+    jwt_email_claim: str = "email"
+    #: Seconds between reloads of the JWKS.
+    jwt_jwks_refresh_seconds: float = 300.0
+    #: The registry, whose watch stream says which aliases are governed API versions
+    #: and which teams are subscribed (empty: no governance at the edge).
+    registry_address: str = ""
+
+    def jwt(self) -> JwtSettings | None:
+        """The JWT verification settings, or None when JWTs are not accepted."""
+        if not self.jwt_issuer:
+            return None
+        return JwtSettings(
+            issuer=self.jwt_issuer, audience=self.jwt_audience, jwks_file=self.jwt_jwks_file,
+            jwks_url=self.jwt_jwks_url, email_claim=self.jwt_email_claim,
+            refresh_seconds=self.jwt_jwks_refresh_seconds,
+        )
 
 
 def write_admin_key(path: Path, secret: str) -> None:
@@ -60,20 +86,27 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
     url = settings.db_url("auth")
     engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_auth")
     pepper = load_or_create_pepper(settings.data_dir / "auth.pepper", settings.key_pepper)
+    policy = build_policy(settings)
+    decisions = (
+        DecisionLog(settings.data_dir / "decisions-auth.jsonl", "auth")
+        if settings.decision_log else None
+    )
+    cache = PrincipalCache(settings.key_cache_ttl_seconds)
     service = AuthService(
-        sessions, KeyHasher(pepper), PrincipalCache(settings.key_cache_ttl_seconds)
+        sessions, KeyHasher(pepper), cache, authorizer=AdminAuthorizer(policy, decisions)
     )
     if settings.bootstrap_admin:
         secret = await service.bootstrap()
         if secret is not None:
             write_admin_key(settings.data_dir / "admin.key", secret)
             log.info("created tenant default and an admin key", extra={"file": "admin.key"})
-    policy = LivePolicy(settings.policy_dir, interval=settings.policy_reload_interval)
-    decisions = (
-        DecisionLog(settings.data_dir / "decisions-auth.jsonl", "auth")
-        if settings.decision_log else None
-    )
-    checker = Checker(service, policy, decisions)
+    last_used = LastUsed(sessions, settings.last_used_flush_seconds)
+    jwt_settings = settings.jwt()
+    jwks = JwksKeys(jwt_settings) if jwt_settings is not None else None
+    verifier = JwtVerifier(jwt_settings, jwks) if jwt_settings and jwks else None
+    governance = (GovernanceView(settings.registry_address, "auth")
+                  if settings.registry_address else None)
+    checker = Checker(service, policy, decisions, last_used, verifier, governance)
 
     def register(server) -> list[str]:
         pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(service), server)
@@ -82,6 +115,12 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
 
     server = GrpcService("auth", settings, register)
     server.background.append(policy)  # hot reload of the policies
+    server.background.append(ChangeFeed(sessions, cache, settings.change_poll_seconds))
+    server.background.append(last_used)
+    if governance is not None:
+        server.background.append(governance)  # follows the registry's watch stream
+    if jwks is not None:
+        server.background.append(jwks)  # keeps the identity provider's keys fresh
     if decisions is not None:
         server.background.append(decisions)
     return server, service, engine

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 
 import orjson
 from envoy.config.core.v3 import base_pb2
@@ -19,10 +21,26 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from lockgate.decision_log import DecisionLog
-from lockgate.identity import KEY_ID, MODELS, PREFIX, ROLES, TENANT_ID, TENANT_NAME
+from lockgate.governance_view import GovernanceView
+from lockgate.identity import (
+    API_ID,
+    API_VERSION,
+    KEY_ID,
+    MODELS,
+    PREFIX,
+    PRINCIPAL,
+    ROLES,
+    SCOPES,
+    TEAM_ID,
+    TENANT_ID,
+    TENANT_NAME,
+)
 from lockgate.lru import BoundedLRU
 from lockgate.policy import Evaluator
+from lockgate.registry.v1 import registry_service_pb2 as reg_pb
 from lockgate.router.v1 import router_service_pb2 as router_pb
+from services.auth.changes import LastUsed
+from services.auth.jwt_tokens import InvalidToken, JwtVerifier, looks_like_jwt
 from services.auth.principals import Principal
 from services.auth.secrets import MAX_KEY_LEN
 from services.auth.service import AuthService
@@ -49,6 +67,8 @@ _MODEL_READERS = {
         raw
     ).model,
 }
+#: Which team a user's JWT acts in (name or id); read here, never forwarded.
+TEAM_HEADER = "x-lockgate-team"
 # Never forwarded upstream: the services get identity headers instead.
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 
@@ -62,14 +82,34 @@ def _json_model(data: bytes) -> str:
     return model if isinstance(model, str) else ""
 
 
+def _grpc_message(raw_body: bytes) -> bytes | None:
+    """The first message of a gRPC-framed body (the transcoder's output)."""
+    if len(raw_body) < 5:
+        return None
+    length = int.from_bytes(raw_body[1:5], "big")
+    return raw_body[5 : 5 + length]
+
+
+def requested_prompt(method: str, raw_body: bytes) -> tuple[str, str]:
+    """(api, version) of a prompt API invocation, or ("", "")."""
+    if method != _ROUTER + "InvokePromptApi":
+        return "", ""
+    message = _grpc_message(raw_body)
+    try:
+        request = router_pb.InvokePromptApiRequest.FromString(message or b"")
+    except Exception:  # noqa: BLE001 - a malformed body is the router's 400, not ours
+        return "", ""
+    return request.api, request.version
+
+
 def requested_model(method: str, raw_body: bytes) -> str:
     """The model alias named by the request body, or "" (the router validates bodies)."""
     reader = _MODEL_READERS.get(method)
-    if reader is None or len(raw_body) < 5:
+    message = _grpc_message(raw_body)
+    if reader is None or message is None:
         return ""
-    length = int.from_bytes(raw_body[1:5], "big")
     try:
-        return reader(raw_body[5 : 5 + length])
+        return reader(message)
     except Exception:  # noqa: BLE001 - a malformed body is the router's 400, not ours
         return ""
 
@@ -84,6 +124,35 @@ def presented_key(headers: dict[str, str]) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Governed:
+    """What the registry says of a request's model alias."""
+
+    ready: bool
+    #: An AliasBinding, or a PromptRoute for prompt API invocations (same fields).
+    binding: reg_pb.AliasBinding | reg_pb.PromptRoute | None = None
+    subscribed: bool = False
+
+    @property
+    def key(self) -> tuple:
+        """Everything a decision depends on here (for the decision cache)."""
+        if self.binding is None:
+            return (self.ready, None, self.subscribed)
+        kind = type(self.binding).__name__
+        return (self.ready, kind, self.binding.SerializeToString(deterministic=True),
+                self.subscribed)
+
+    def policy_input(self) -> dict:
+        b = self.binding
+        api = None if b is None else {
+            "id": b.api_id, "name": b.api_name, "tenant_id": b.api_tenant_id,
+            "owner_team_id": b.owner_team_id, "version": b.version, "state": b.state,
+            "successor": b.successor,
+        }
+        return {"api": api, "subscription": {"approved": self.subscribed},
+                "governance": {"ready": self.ready}}
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allow: bool
     status: int
@@ -93,10 +162,22 @@ class Decision:
 
 class Checker:
     def __init__(
-        self, service: AuthService, policy: Evaluator, decision_log: DecisionLog | None = None
+        self,
+        service: AuthService,
+        policy: Evaluator,
+        decision_log: DecisionLog | None = None,
+        last_used: LastUsed | None = None,
+        verifier: JwtVerifier | None = None,
+        governance: GovernanceView | None = None,
     ):
         self.service = service
         self.policy = policy
+        #: Notes every allowed key, for its last-used time (flushed in batches).
+        self.last_used = last_used
+        #: Verifies users' JWTs (when an identity provider is configured).
+        self.verifier = verifier
+        #: The registry's enforced state (API versions, subscriptions), when configured.
+        self.governance = governance
         #: Every decision, cached or not, in OPA's decision-log format.
         self.decision_log = decision_log
         # Keys hold everything a decision depends on (principal with its status
@@ -108,28 +189,35 @@ class Checker:
         headers = dict(http.headers)
         method = http.path.split("?", 1)[0]
         key = presented_key(headers)
-        principal: Principal | None = None
-        if key and len(key) <= MAX_KEY_LEN:
-            principal = await self.service.resolve(key)
+        principal, credential_error = await self._principal(key, headers)
         path = headers.get("x-envoy-original-path", http.path)
         model = requested_model(method, http.raw_body)
-        # Everything the decision depends on: the input, and the policy + data revision.
+        # Everything the decision depends on: the input (expiry is a matter of the
+        # clock, so the status is judged now), and the policy + data revision.
+        now = time.time()
+        status = principal.effective_status(now) if principal else ""
         revision = self.policy.revision
-        cache_key = (principal, bool(key), method, http.method, path, model, revision)
+        governed = self._governed(principal, model, requested_prompt(method, http.raw_body))
+        # An Authorization or x-api-key header, even malformed or of another scheme, is a
+        # credential presented (invalid_api_key), not a missing one.
+        presented = key is not None
+        cache_key = (principal, status, presented, credential_error, method, http.method, path,
+                     model, revision, governed.key)
         decision = self.decisions.get(cache_key)
         if decision is None or self.decision_log is not None:
             policy_input = {
-                "principal": principal.as_policy_input() if principal else None,
-                "credential": {"present": bool(key)},
+                "principal": principal.as_policy_input(now) if principal else None,
+                "credential": {"present": presented, "error": credential_error},
                 "request": {
                     "method": method,
                     "http_method": http.method,
                     "path": path,
                     "model": model,
                 },
+                **governed.policy_input(),
             }
             if decision is None:
-                decision = self._decide(policy_input)
+                decision = await self._decide(policy_input)
                 if decision.code != "policy_error":  # an engine failure is not an answer
                     self.decisions.put(cache_key, decision)
             if self.decision_log is not None:
@@ -141,11 +229,49 @@ class Checker:
         if not decision.allow:
             return _denied(decision, grpc_client, method == _ROUTER + "AnthropicMessages")
         assert principal is not None, "policy allowed a request without a principal"
-        return _allowed(principal, headers)
+        if self.last_used is not None and principal.key_id:
+            self.last_used.note(principal.key_id)
+        return _allowed(principal, headers, governed.binding)
 
-    def _decide(self, policy_input: dict) -> Decision:
+    def _governed(self, principal: Principal | None, model: str,
+                  prompt: tuple[str, str]) -> Governed:
+        """The registry's view of the requested alias (or prompt API): its API version,
+        and whether the caller's team is subscribed (nothing without a registry)."""
+        if self.governance is None:
+            return Governed(ready=True)
+        if not self.governance.ready.is_set():
+            return Governed(ready=False)
+        api_ref, version = prompt
+        if api_ref and version:
+            home = principal.tenant_id if principal else ""
+            binding = self.governance.prompt(api_ref, version, home)
+        else:
+            binding = self.governance.binding(model) if model else None
+        subscribed = bool(
+            binding is not None and principal is not None and principal.team_id
+            and self.governance.subscribed(principal.team_id, binding.api_id, binding.version)
+        )
+        return Governed(ready=True, binding=binding, subscribed=subscribed)
+
+    async def _principal(self, key: str | None, headers: dict[str, str]
+                         ) -> tuple[Principal | None, str]:
+        """The principal behind an API key or a user JWT, and why a JWT was refused."""
+        if not key:
+            return None, ""
+        if self.verifier is not None and looks_like_jwt(key):
+            try:
+                token = await self.verifier.verify(key)
+                team = headers.get(TEAM_HEADER, "")
+                return await self.service.resolve_token(token, team), ""
+            except InvalidToken as exc:
+                return None, exc.message
+        if len(key) <= MAX_KEY_LEN:
+            return await self.service.resolve(key), ""
+        return None, ""
+
+    async def _decide(self, policy_input: dict) -> Decision:
         try:
-            result = self.policy.evaluate(ACCESS_DECISION, policy_input)
+            result = await self.policy.evaluate_async(ACCESS_DECISION, policy_input)
         except Exception:  # noqa: BLE001 - fail closed, and say so
             log.exception("access policy evaluation failed")
             return Decision(False, 503, "policy_error", "access policy evaluation failed")
@@ -166,28 +292,66 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
-def _allowed(principal: Principal, headers: dict[str, str]) -> authz.CheckResponse:
+def _lifecycle_headers(binding: reg_pb.AliasBinding | reg_pb.PromptRoute
+                       ) -> list[base_pb2.HeaderValueOption]:
+    """RFC 9745 Deprecation, RFC 8594 Sunset and the successor link, for clients."""
+    out = []
+    if binding.HasField("deprecate_time"):
+        out.append(_header("deprecation", f"@{binding.deprecate_time.seconds}"))
+    if binding.HasField("sunset_time"):
+        out.append(_header("sunset", formatdate(binding.sunset_time.seconds, usegmt=True)))
+    if binding.successor:
+        link = f"/registry/v1/apis/{binding.api_id}/versions/{binding.successor}"
+        out.append(_header("link", f'<{link}>; rel="successor-version"'))
+    return out
+
+
+def _allowed(principal: Principal, headers: dict[str, str],
+             binding: reg_pb.AliasBinding | reg_pb.PromptRoute | None = None
+             ) -> authz.CheckResponse:
     identity = {
         TENANT_ID: principal.tenant_id,
         KEY_ID: principal.key_id,
         ROLES: ",".join(principal.roles),
         TENANT_NAME: principal.tenant_name,
         MODELS: ",".join(principal.models),
+        TEAM_ID: principal.team_id,
+        PRINCIPAL: f"{principal.owner_kind}:{principal.owner_id}" if principal.owner_id else "",
+        SCOPES: ",".join(principal.scopes),
+        API_ID: binding.api_id if binding is not None else "",
+        API_VERSION: binding.version if binding is not None else "",
     }
-    # Strip every client-sent identity header we do not overwrite, and the credential.
-    spoofed = [h for h in headers if h.startswith(PREFIX) and h not in identity]
+    # Set the identity headers that have a value; strip every other client-sent
+    # x-lockgate-* header and the credential. Empty values are never sent as
+    # overwrites: a proxy that drops empty headers would let a client's copy through.
+    present = {k: v for k, v in identity.items() if v}
+    spoofed = [h for h in headers if h.startswith(PREFIX) and h not in present]
     remove = spoofed + [h for h in _CREDENTIAL_HEADERS if h in headers]
     return authz.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=authz.OkHttpResponse(
-            headers=[_header(k, v) for k, v in identity.items()],
+            headers=[_header(k, v) for k, v in present.items()],
             headers_to_remove=remove,
+            response_headers_to_add=(
+                _lifecycle_headers(binding)
+                if binding is not None and binding.state == "deprecated" else []
+            ),
         ),
     )
 
 
-_OPENAI_TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-_RPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
+_OPENAI_TYPE = {
+    401: "authentication_error",
+    403: "permission_error",
+    410: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_RPC_CODE = {
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    410: code_pb2.FAILED_PRECONDITION,
+    503: code_pb2.UNAVAILABLE,
+}
 
 
 def _denied(decision: Decision, grpc_client: bool, anthropic: bool) -> authz.CheckResponse:

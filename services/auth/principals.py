@@ -1,8 +1,12 @@
-"""Resolving a presented API key to a principal, with a bounded TTL cache.
+"""Resolved credentials (principals) and the bounded TTL cache that keeps Check
+off the database.
 
-The cache keeps the hot path (every request's Check) off the database; its TTL
-bounds how long a revoked key keeps working on a replica that did not see the
-revocation (this replica drops revoked keys at once).
+A principal is what a key (or a JWT) stands for right now: its owner's tenant,
+the team it acts in, and its effective roles — the key's roles limited to
+what the owner holds today. The cache's TTL bounds staleness only as a last
+resort: every change that can alter a principal is written to the change feed,
+and every replica drops what the feed names within a poll interval (see
+services/auth/changes.py).
 """
 
 from __future__ import annotations
@@ -20,21 +24,39 @@ class Principal:
     tenant_name: str
     roles: tuple[str, ...]
     models: tuple[str, ...]
+    #: "active", "revoked" or "disabled" (the owner is disabled or gone);
+    #: "expired" is derived at use time from expires_at (see effective_status).
     status: str
+    team_id: str = ""
+    owner_kind: str = ""
+    owner_id: str = ""
+    scopes: tuple[str, ...] = ()
+    #: Unix time after which the credential no longer works; None: never.
+    expires_at: float | None = None
 
-    def as_policy_input(self) -> dict:
+    def effective_status(self, now: float | None = None) -> str:
+        if self.status == "active" and self.expires_at is not None:
+            if (now if now is not None else time.time()) >= self.expires_at:
+                return "expired"
+        return self.status
+
+    def as_policy_input(self, now: float | None = None) -> dict:
         return {
             "key_id": self.key_id,
             "tenant_id": self.tenant_id,
             "tenant_name": self.tenant_name,
+            "team_id": self.team_id,
+            "kind": self.owner_kind,
+            "id": self.owner_id,
             "roles": list(self.roles),
             "models": list(self.models),
-            "status": self.status,
+            "scopes": list(self.scopes),
+            "status": self.effective_status(now),
         }
 
 
 class PrincipalCache:
-    """Key hash -> Principal (or None for unknown keys), LRU-bounded, with TTL."""
+    """Credential hash -> Principal (or None for unknown keys), LRU-bounded, with TTL."""
 
     def __init__(self, ttl_seconds: float, max_entries: int = 100_000, negative_ttl: float = 2.0):
         self.ttl = ttl_seconds
@@ -58,7 +80,22 @@ class PrincipalCache:
             self._entries.popitem(last=False)
         return principal
 
+    def drop(self, key_ids: set[str] = frozenset(), owner_ids: set[str] = frozenset()) -> int:
+        """Forget the principals of these keys and of every key of these owners."""
+        if not key_ids and not owner_ids:
+            return 0
+        stale = [
+            key_hash
+            for key_hash, (_, principal) in self._entries.items()
+            if principal is not None
+            and (principal.key_id in key_ids or principal.owner_id in owner_ids)
+        ]
+        for key_hash in stale:
+            del self._entries[key_hash]
+        return len(stale)
+
     def drop_key(self, key_id: str) -> None:
-        for key_hash, (_, principal) in list(self._entries.items()):
-            if principal is not None and principal.key_id == key_id:
-                del self._entries[key_hash]
+        self.drop(key_ids={key_id})
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -33,6 +33,10 @@ DIMENSIONS = (
     "operation",
     "streamed",
     "cache_hit",
+    "team_id",
+    "principal",
+    "api_id",
+    "api_version",
 )
 BUCKETS = ("minute", "hour", "day")
 #: Measures rows can be ordered by (largest first).

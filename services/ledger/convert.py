@@ -35,6 +35,10 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         "attempts": msg.attempts,
         "cost_micro_usd": msg.cost_micro_usd,
         "price_source": msg.price_source,
+        "team_id": msg.team_id,
+        "principal": msg.principal,
+        "api_id": msg.api_id,
+        "api_version": msg.api_version,
         "created_at": created,
     }
 
@@ -65,6 +69,10 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         attempts=row.attempts,
         cost_micro_usd=row.cost_micro_usd,
         price_source=row.price_source,
+        team_id=row.team_id,
+        principal=row.principal,
+        api_id=row.api_id,
+        api_version=row.api_version,
         create_time=to_timestamp(row.created_at),
     )
 

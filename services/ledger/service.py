@@ -1,4 +1,5 @@
-"""Ledger use cases: record usage idempotently, list and aggregate a tenant's usage."""
+"""Ledger use cases: record usage idempotently, list and aggregate a tenant's usage,
+and when an API version was last called."""
 
 from __future__ import annotations
 
@@ -74,3 +75,12 @@ class LedgerService:
         async with self.sessions() as session:
             rows = await UsageStore(session).aggregate(query)
         return rows, query.start, query.end
+
+    async def last_call(self, api_id: str, api_version: str) -> datetime | None:
+        """When (api_id, api_version) was last called, by any tenant; None if never."""
+        if not api_id:
+            raise InvalidRequest("api_id is required", param="api_id")
+        if not api_version:
+            raise InvalidRequest("api_version is required", param="api_version")
+        async with self.sessions() as session:
+            return await UsageStore(session).last_call(api_id, api_version)

@@ -48,3 +48,12 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             start_time=to_timestamp(start),
             end_time=to_timestamp(end),
         )
+
+    async def GetLastCall(self, request: pb.GetLastCallRequest, context) -> pb.GetLastCallResponse:
+        # Internal (registry -> ledger; denied at the edge): no caller identity needed,
+        # and the answer spans every tenant that called the version.
+        last = await self.service.last_call(request.api_id, request.api_version)
+        response = pb.GetLastCallResponse()
+        if last is not None:
+            response.last_call_time.CopyFrom(to_timestamp(last))
+        return response

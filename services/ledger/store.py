@@ -88,6 +88,23 @@ class UsageStore:
         query = query.order_by(col(UsageEntry.id).desc()).limit(limit)
         return list((await self.session.exec(query)).all())
 
+    async def last_call(self, api_id: str, api_version: str) -> datetime | None:
+        """created_at of the latest entry of (api_id, api_version), any tenant; None if none.
+
+        ORDER BY ... DESC LIMIT 1 on the (api_id, api_version, created_at) index:
+        one index probe on both backends.
+        """
+        stmt = (
+            core_select(_C.created_at)
+            .where(_C.api_id == api_id, _C.api_version == api_version)
+            .order_by(_C.created_at.desc())
+            .limit(1)
+        )
+        found = (await self.session.execute(stmt)).scalar_one_or_none()
+        if found is None:
+            return None
+        return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+
     async def aggregate(self, query: UsageQuery) -> list[UsageRow]:
         """Counts and sums per (bucket, dimensions) of one tenant; percentiles included."""
         dialect = self.session.bind.dialect.name

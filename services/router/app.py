@@ -9,18 +9,20 @@ import aiohttp
 from pydantic_settings import SettingsConfigDict
 
 from lockgate.decision_log import DecisionLog
+from lockgate.governance_view import GovernanceView
 from lockgate.grpc_server import GrpcService
-from lockgate.live_policy import LivePolicy
+from lockgate.policy_source import build_policy
 from lockgate.prices import shipped_price_book
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
-from lockgate.settings import ServiceSettings
+from lockgate.settings import PolicySettings
 from services.router import tokens
 from services.router.admin import RouterAdminServicer
 from services.router.cache import build_cache
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
 from services.router.health import HealthBoard
 from services.router.metering import UsageRecorder
+from services.router.prompt_api import PromptApis
 from services.router.reload import GENERATION, ConfigWatcher
 from services.router.routing_policy import RoutingPolicy
 from services.router.service import Router
@@ -31,7 +33,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 ADMIN_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterAdminService"].full_name
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(PolicySettings):
     model_config = SettingsConfigDict(env_prefix="LOCKGATE_ROUTER_", extra="ignore", frozen=True)
 
     #: Gateway config YAML; default: the embedded services/router/default_gateway.yaml.
@@ -42,15 +44,11 @@ class RouterSettings(ServiceSettings):
     #: Bound of the usage spool (entries the ledger has not acknowledged yet);
     #: when it is full the router answers 503 instead of serving unmetered calls.
     max_usage_spool_bytes: int = 1 << 30
-    #: Policy root (default: the repository's policies/); routing policy is
-    #: `lockgate/routing/decision`.
-    policy_dir: Path | None = None
     #: Seconds between checks of the gateway config file for changes (0: never).
     config_reload_interval: float = 1.0
-    #: Seconds between checks of the policy folder for changes (0: never).
-    policy_reload_interval: float = 1.0
-    #: Write every routing decision to <data dir>/decisions-router.jsonl (OPA format).
-    decision_log: bool = True
+    #: The registry, whose watch stream carries the prompt APIs the router invokes
+    #: (empty: no prompt APIs).
+    registry_address: str = ""
 
 
 class RouterApp:
@@ -60,7 +58,7 @@ class RouterApp:
         self.settings = settings
         self.config_path = settings.gateway_config or DEFAULT_CONFIG
         self.config = load_gateway_config(self.config_path)
-        self.policy = LivePolicy(settings.policy_dir, interval=settings.policy_reload_interval)
+        self.policy = build_policy(settings)
         self.session: aiohttp.ClientSession | None = None
         self.tables: TableHolder | None = None
         self.health = HealthBoard(
@@ -105,14 +103,20 @@ class RouterApp:
             self.tables, self.config_path, self.watcher.reload, lambda: self.watcher.last_error
         )
 
+        governance = (GovernanceView(self.settings.registry_address, "router")
+                      if self.settings.registry_address else None)
+        prompts = PromptApis(governance)
+
         def register(server) -> list[str]:
-            pb_grpc.add_RouterServiceServicer_to_server(RouterServicer(router), server)
+            pb_grpc.add_RouterServiceServicer_to_server(RouterServicer(router, prompts), server)
             pb_grpc.add_RouterAdminServiceServicer_to_server(admin, server)
             return [SERVICE_NAME, ADMIN_SERVICE_NAME]
 
         self.server = GrpcService("router", self.settings, register)
         # Hot reload of the gateway config and of the routing policy.
         self.server.background += [self.watcher, self.policy]
+        if governance is not None:
+            self.server.background.append(governance)  # prompt APIs from the registry
         if self.decisions is not None:
             self.server.background.append(self.decisions)
         return self.server

@@ -40,7 +40,7 @@ class RoutingPolicy:
         #: Every decision, cached or not, in OPA's decision-log format.
         self.decision_log = decision_log
 
-    def decide(
+    async def decide(
         self, caller: Identity, alias: str, kind: str, deployments: list[dict], generation: int
     ) -> RoutingDecision:
         revision = self.engine.revision
@@ -52,7 +52,7 @@ class RoutingPolicy:
         if decision is None or self.decision_log is not None:
             policy_input = _input(caller, alias, kind, deployments)
             if decision is None:
-                decision = self._evaluate(policy_input, deployments)
+                decision = await self._evaluate(policy_input, deployments)
                 self._cache.put(key, decision)
             if self.decision_log is not None:
                 self.decision_log.record(ROUTING_DECISION, policy_input, {
@@ -62,18 +62,18 @@ class RoutingPolicy:
                 }, revision)
         return decision
 
-    def allowed(
+    async def allowed(
         self, caller: Identity, alias: str, kind: str, deployments: list[dict], generation: int
     ) -> tuple[str, ...]:
         """The deployments the caller may use; PermissionDenied with the policy's reason."""
-        decision = self.decide(caller, alias, kind, deployments, generation)
+        decision = await self.decide(caller, alias, kind, deployments, generation)
         if not decision.alias_allowed or not decision.deployments:
             raise PermissionDenied(decision.reason, code="model_not_allowed", param="model")
         return decision.deployments
 
-    def _evaluate(self, policy_input: dict, deployments: list[dict]) -> RoutingDecision:
+    async def _evaluate(self, policy_input: dict, deployments: list[dict]) -> RoutingDecision:
         try:
-            result = self.engine.evaluate(ROUTING_DECISION, policy_input)
+            result = await self.engine.evaluate_async(ROUTING_DECISION, policy_input)
         except Exception:  # noqa: BLE001 - fail closed, and say so
             log.exception("routing policy evaluation failed")
             raise ServiceUnavailable("routing policy evaluation failed") from None

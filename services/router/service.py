@@ -155,7 +155,7 @@ class Router:
 
     # -- queries ------------------------------------------------------------------
 
-    def aliases(
+    async def aliases(
         self, caller: Identity, kind: str | None = None
     ) -> list[tuple[str, AliasConfig]]:
         """The aliases this caller may use (GET /v1/models), sorted, with their
@@ -167,20 +167,20 @@ class Router:
                 continue
             if caller.models and alias not in caller.models:
                 continue
-            if self.policy is not None and not self.policy.decide(
+            if self.policy is not None and not (await self.policy.decide(
                 caller, alias, cfg.kind, table.policy_view(alias), table.generation
-            ).alias_allowed:
+            )).alias_allowed:
                 continue
             out.append((alias, cfg))
         return out
 
-    def plan(
+    async def plan(
         self, call: Call, table: RoutingTable, cfg: AliasConfig, body: dict
     ) -> list[Deployment]:
         """The deployments this caller may use for this call, in the order to try them."""
         candidates = table.candidates(call.alias)
         if self.policy is not None:
-            allowed = set(self.policy.allowed(
+            allowed = set(await self.policy.allowed(
                 call.caller, call.alias, call.kind, table.policy_view(call.alias),
                 table.generation,
             ))
@@ -243,7 +243,7 @@ class Router:
         cached answer on a hit. Sets call.cache_status."""
         table = self.tables.current
         cfg = table.alias(call.alias, call.kind)
-        plan = self.plan(call, table, cfg, body)
+        plan = await self.plan(call, table, cfg, body)
         if self.cache is None or cfg.cache.ttl_seconds <= 0:
             return cfg, plan, None, None
         try:
@@ -446,6 +446,10 @@ class Router:
                 attempts=call.attempts,
                 cost_micro_usd=_cost(call),
                 price_source="" if call.cache_hit else call.price_source,
+                team_id=call.caller.team_id,
+                principal=call.caller.principal,
+                api_id=call.caller.api_id,
+                api_version=call.caller.api_version,
             )
         )
 

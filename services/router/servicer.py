@@ -9,12 +9,14 @@ import uuid
 
 import orjson
 from google.api import httpbody_pb2
+from google.protobuf import json_format, struct_pb2
 
 from lockgate.errors import InvalidRequest, LockgateError, as_lockgate_error, openai_error_body
 from lockgate.grpc_server import REQUEST_ID_HEADER, metadata_value
 from lockgate.identity import identity_from_metadata
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
+from lockgate.structs import struct_to_dict
 from services.router.anthropic_edge import (
     PING_EVENT,
     StreamTranslator,
@@ -32,6 +34,7 @@ from services.router.convert import (
     embeddings_body,
     embeddings_response,
     stream_response,
+    token_usage,
 )
 from services.router.openai_api import (
     DONE_EVENT,
@@ -44,6 +47,7 @@ from services.router.openai_api import (
     validate_embeddings_request,
     wants_usage_in_stream,
 )
+from services.router.prompt_api import PromptApis, answer_of
 from services.router.providers.http import CLIENT_HEADERS
 from services.router.service import Call, Router
 
@@ -79,8 +83,9 @@ async def _send_cache_status(context, call: Call) -> None:
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, prompts: PromptApis | None = None):
         self.router = router
+        self.prompts = prompts or PromptApis(None)
 
     async def OpenAIChatCompletions(self, request, context):
         """Exact OpenAI wire format: JSON, or SSE ending in `data: [DONE]`."""
@@ -165,7 +170,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             created = int(time.time())
             data = [
                 {"id": alias, "object": "model", "created": created, "owned_by": "lockgate"}
-                for alias, _ in self.router.aliases(caller)
+                for alias, _ in await self.router.aliases(caller)
             ]
             return httpbody_pb2.HttpBody(
                 content_type=JSON, data=orjson.dumps({"object": "list", "data": data})
@@ -187,7 +192,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         caller = identity_from_metadata(context.invocation_metadata())
         return pb.ListModelsResponse(models=[
             pb.Model(id=alias, kind=cfg.kind, description=cfg.description)
-            for alias, cfg in self.router.aliases(caller, request.kind or None)
+            for alias, cfg in await self.router.aliases(caller, request.kind or None)
         ])
 
     async def CreateEmbeddings(self, request, context) -> pb.CreateEmbeddingsResponse:
@@ -195,6 +200,22 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         call = _call(context, request.model, kind="embeddings")
         reply = await self.router.embed(call, body)
         return embeddings_response(reply, call.alias, call.request_id, call.usage)
+
+    async def InvokePromptApi(self, request, context) -> pb.InvokePromptApiResponse:
+        caller = identity_from_metadata(context.invocation_metadata())
+        document = struct_to_dict(request.input) if request.HasField("input") else {}
+        invocation = self.prompts.prepare(caller.tenant_id, request.api, request.version,
+                                          document)
+        call = _call(context, invocation.body["model"])
+        reply = await self.router.chat(call, invocation.body)
+        output, text, finish = answer_of(reply, invocation.output_schema)
+        value = struct_pb2.Value()
+        json_format.ParseDict(output, value)
+        return pb.InvokePromptApiResponse(
+            id=str(reply.get("id") or ""), api_id=invocation.route.api_id,
+            version=invocation.route.version, output=value, text=text, finish_reason=finish,
+            usage=token_usage(call.usage), request_id=call.request_id,
+        )
 
     async def StreamChatCompletion(self, request, context):
         body = validate_chat_request(

@@ -6,19 +6,15 @@ from __future__ import annotations
 import grpc
 import orjson
 import pytest
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
-from google.api import httpbody_pb2
 from google.rpc import code_pb2
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from lockgate.policy import PolicyEngine
-from lockgate.router.v1 import router_service_pb2 as router_pb
 from services.auth.app import AuthSettings, build
 from services.auth.check import Checker
-
-CHAT = "/lockgate.router.v1.RouterService/OpenAIChatCompletions"
+from tests.integration.auth_harness import admin_call, check_request
 
 
 @pytest.fixture
@@ -34,36 +30,6 @@ async def auth(tmp_path):
     await engine.dispose()
 
 
-def grpc_frame(message) -> bytes:
-    data = message.SerializeToString()
-    return b"\0" + len(data).to_bytes(4, "big") + data
-
-
-def check_request(key: str | None, *, path=CHAT, model="demo", rest=True, extra=None):
-    headers = {"content-type": "application/grpc"}
-    if rest:
-        headers["x-envoy-original-path"] = "/v1/chat/completions"
-    if key is not None:
-        headers["authorization"] = f"Bearer {key}"
-    headers.update(extra or {})
-    body = router_pb.OpenAIChatCompletionsRequest(
-        http_body=httpbody_pb2.HttpBody(
-            content_type="application/json",
-            data=orjson.dumps({"model": model, "messages": [{"role": "user", "content": "x"}]}),
-        )
-    )
-    http = attribute_context_pb2.AttributeContext.HttpRequest(
-        method="POST", path=path, headers=headers, raw_body=grpc_frame(body)
-    )
-    return external_auth_pb2.CheckRequest(
-        attributes=attribute_context_pb2.AttributeContext(
-            request=attribute_context_pb2.AttributeContext.Request(http=http)
-        )
-    )
-
-
-def admin_metadata(tenant_id: str):
-    return (("x-lockgate-tenant-id", tenant_id), ("x-lockgate-roles", "platform_admin"))
 
 
 async def test_admin_key_file_is_private(auth):
@@ -106,11 +72,9 @@ async def test_denials_are_openai_shaped(auth, key, status, code):
 
 async def test_model_scoped_key_is_403_for_other_models(auth):
     check, admin, admin_key, _ = auth
-    tenants = await admin.ListTenants(pb.ListTenantsRequest(), metadata=admin_metadata("x"))
-    tenant_id = tenants.tenants[0].id
-    created = await admin.CreateApiKey(
+    created = await admin_call(
+        check, admin, admin_key, "CreateApiKey",
         pb.CreateApiKeyRequest(tenant="default", name="scoped", models=["other"]),
-        metadata=admin_metadata(tenant_id),
     )
     denied = await check.Check(check_request(created.secret, model="demo"))
     assert denied.denied_response.status.code == 403
@@ -118,9 +82,9 @@ async def test_model_scoped_key_is_403_for_other_models(auth):
     allowed = await check.Check(check_request(created.secret, model="other"))
     assert allowed.status.code == code_pb2.OK
 
-    await admin.RevokeApiKey(
+    await admin_call(
+        check, admin, admin_key, "RevokeApiKey",
         pb.RevokeApiKeyRequest(tenant="default", key_id=created.key.id),
-        metadata=admin_metadata(tenant_id),
     )
     revoked = await check.Check(check_request(created.secret, model="other"))
     assert revoked.denied_response.status.code == 401
@@ -158,5 +122,27 @@ async def test_decisions_are_cached_per_principal_request_and_policy_revision(tm
         checker.policy.revision = "edited"  # a policy or data edit: decide again
         await checker.check(check_request(admin_key))
         assert len(evaluations) == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failing_policy_engine_fails_closed_and_is_not_cached(tmp_path):
+    settings = AuthSettings(data_dir=tmp_path, grpc_port=0)
+    _server, service, engine = await build(settings)
+    checker = Checker(service, PolicyEngine())
+    working = checker.policy.evaluate_async
+
+    async def broken(entrypoint, policy_input):
+        raise RuntimeError("engine crashed")
+
+    admin_key = (tmp_path / "admin.key").read_text().strip()
+    try:
+        checker.policy.evaluate_async = broken
+        reply = await checker.check(check_request(admin_key))
+        assert reply.status.code != code_pb2.OK
+        assert reply.denied_response.status.code == 503
+        assert orjson.loads(reply.denied_response.body)["error"]["code"] == "policy_error"
+        checker.policy.evaluate_async = working  # the engine recovers: the failure was not cached
+        assert (await checker.check(check_request(admin_key))).status.code == code_pb2.OK
     finally:
         await engine.dispose()

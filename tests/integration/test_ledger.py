@@ -288,3 +288,182 @@ async def test_query_sums_cost_and_orders_by_it(ledger):
     listed = await ledger.ListUsage(pb.ListUsageRequest(page_size=100), metadata=as_tenant("ten_a"))
     big = next(e for e in listed.entries if e.request_id == "c-b1")
     assert (big.cost_micro_usd, big.price_source) == (1000 * 3 + 500 * 15, "config")
+
+
+# --- Tenancy and governance dimensions; GetLastCall ----------------------------
+
+
+def governed(request_id: str, tenant: str, team: str, principal: str, api: str, version: str,
+             at: datetime, status: str = "ok") -> pb.UsageEntry:
+    e = entry(request_id, tenant)
+    e.team_id, e.principal, e.api_id, e.api_version = team, principal, api, version
+    e.status = status
+    e.create_time.FromDatetime(at)
+    return e
+
+
+GOVERNED = [
+    governed("g1", "ten_a", "team_x", "user:usr_1", "api_1", "v1", BASE),
+    governed("g2", "ten_a", "team_x", "user:usr_2", "api_1", "v1", BASE + timedelta(minutes=5)),
+    governed("g3", "ten_a", "team_y", "service_account:sa_1", "api_1", "v2",
+             BASE + timedelta(minutes=7)),
+    governed("g4", "ten_a", "", "user:usr_1", "", "", BASE + timedelta(minutes=9)),
+    # another tenant calling the same API version, later, and failing
+    governed("g5", "ten_b", "team_z", "user:usr_9", "api_1", "v1", BASE + timedelta(minutes=30),
+             status="error"),
+]
+
+
+async def test_tenancy_and_governance_fields_round_trip(ledger):
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=GOVERNED))
+    listed = await ledger.ListUsage(pb.ListUsageRequest(), metadata=as_tenant("ten_a"))
+    got = {
+        e.request_id: (e.team_id, e.principal, e.api_id, e.api_version) for e in listed.entries
+    }
+    assert got == {
+        "g1": ("team_x", "user:usr_1", "api_1", "v1"),
+        "g2": ("team_x", "user:usr_2", "api_1", "v1"),
+        "g3": ("team_y", "service_account:sa_1", "api_1", "v2"),
+        "g4": ("", "user:usr_1", "", ""),
+    }
+    # entries written without the fields (older routers) read back as ""
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=[entry("plain")]))
+    listed = await ledger.ListUsage(pb.ListUsageRequest(page_size=1), metadata=as_tenant("ten_a"))
+    plain = listed.entries[0]
+    assert plain.request_id == "plain"
+    assert (plain.team_id, plain.principal, plain.api_id, plain.api_version) == ("", "", "", "")
+
+
+async def test_query_groups_by_tenancy_and_governance_dimensions(ledger):
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=GOVERNED))
+    by_team = await ledger.QueryUsage(query(group_by=["team_id"]), metadata=as_tenant("ten_a"))
+    assert [(r.group["team_id"], r.requests) for r in by_team.rows] == [
+        ("", 1), ("team_x", 2), ("team_y", 1),
+    ]
+    by_principal = await ledger.QueryUsage(
+        query(group_by=["principal"], order_by="requests"), metadata=as_tenant("ten_a")
+    )
+    assert [(r.group["principal"], r.requests) for r in by_principal.rows] == [
+        ("user:usr_1", 2), ("service_account:sa_1", 1), ("user:usr_2", 1),
+    ]
+    by_api = await ledger.QueryUsage(
+        query(group_by=["api_id", "api_version"]), metadata=as_tenant("ten_a")
+    )
+    assert [(dict(r.group), r.requests) for r in by_api.rows] == [
+        ({"api_id": "", "api_version": ""}, 1),
+        ({"api_id": "api_1", "api_version": "v1"}, 2),  # ten_b's call is not ten_a's
+        ({"api_id": "api_1", "api_version": "v2"}, 1),
+    ]
+    theirs = await ledger.QueryUsage(
+        query(group_by=["team_id", "principal", "api_id", "api_version"]),
+        metadata=as_tenant("ten_b"),
+    )
+    assert [(dict(r.group), r.requests, r.errors) for r in theirs.rows] == [
+        ({"team_id": "team_z", "principal": "user:usr_9", "api_id": "api_1",
+          "api_version": "v1"}, 1, 1),
+    ]
+
+
+async def test_get_last_call_is_the_latest_entry_of_the_version_in_any_tenant(ledger):
+    never = await ledger.GetLastCall(pb.GetLastCallRequest(api_id="api_1", api_version="v1"))
+    assert not never.HasField("last_call_time")
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=GOVERNED))
+
+    async def last(api: str, version: str) -> datetime | None:
+        reply = await ledger.GetLastCall(pb.GetLastCallRequest(api_id=api, api_version=version))
+        return (
+            reply.last_call_time.ToDatetime(tzinfo=UTC)
+            if reply.HasField("last_call_time") else None
+        )
+
+    # ten_b's failed call (g5) is the latest call of api_1 v1: it counts
+    assert await last("api_1", "v1") == BASE + timedelta(minutes=30)
+    assert await last("api_1", "v2") == BASE + timedelta(minutes=7)
+    assert await last("api_1", "v3") is None
+    assert await last("api_2", "v1") is None
+    # an older entry arriving late does not move the last call back
+    await ledger.RecordUsage(pb.RecordUsageRequest(entries=[
+        governed("late", "ten_c", "", "user:usr_3", "api_1", "v2", BASE - timedelta(days=1)),
+        governed("new", "ten_c", "", "user:usr_3", "api_1", "v2",
+                 BASE + timedelta(days=2, microseconds=250)),
+    ]))
+    assert await last("api_1", "v2") == BASE + timedelta(days=2, microseconds=250)
+
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"api_id": "api_1"}, {"api_version": "v1"}],
+)
+async def test_get_last_call_needs_api_and_version(ledger, fields):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ledger.GetLastCall(pb.GetLastCallRequest(**fields))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- Migrations -----------------------------------------------------------------
+
+NEW_COLUMNS = {"team_id", "principal", "api_id", "api_version"}
+LAST_CALL_INDEX = "ix_usage_entries_api_id_api_version_created_at"
+
+
+async def test_migrations_match_models_and_downgrade(database_url):
+    import asyncio
+
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect, text
+    from sqlmodel import SQLModel
+
+    import services.ledger.models  # noqa: F401  (the table in SQLModel.metadata)
+    from lockgate.db import _alembic_config, make_engine
+    from services.ledger.app import MIGRATIONS
+
+    version_table = "alembic_version_ledger"
+    cfg = _alembic_config(database_url, MIGRATIONS, version_table)
+    engine = make_engine(database_url)
+
+    def shape(sync_conn):
+        found = inspect(sync_conn)
+        if "usage_entries" not in found.get_table_names():
+            return None, None
+        columns = {c["name"] for c in found.get_columns("usage_entries")}
+        indexes = {i["name"] for i in found.get_indexes("usage_entries")}
+        return columns, indexes
+
+    def diff(sync_conn):
+        context = MigrationContext.configure(sync_conn, opts={"version_table": version_table})
+        return [d for d in compare_metadata(context, SQLModel.metadata) if "usage_entries" in str(d)]
+
+    try:
+        # a row written before 0005 gets "" for the new columns
+        await asyncio.to_thread(command.upgrade, cfg, "ledger_0004")
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO usage_entries (request_id, tenant_id, created_at)"
+                " VALUES ('old-1', 'ten_a', CURRENT_TIMESTAMP)"
+            ))
+        await asyncio.to_thread(command.upgrade, cfg, "head")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+            columns, indexes = await conn.run_sync(shape)
+            assert NEW_COLUMNS <= columns and LAST_CALL_INDEX in indexes
+            old = (await conn.execute(text(
+                "SELECT team_id, principal, api_id, api_version FROM usage_entries"
+                " WHERE request_id = 'old-1'"
+            ))).one()
+            assert tuple(old) == ("", "", "", "")
+
+        await asyncio.to_thread(command.downgrade, cfg, "ledger_0004")
+        async with engine.connect() as conn:
+            columns, indexes = await conn.run_sync(shape)
+        assert not NEW_COLUMNS & columns and LAST_CALL_INDEX not in indexes
+        assert "ix_usage_entries_tenant_id_created_at" in indexes  # 0003's index survives
+
+        await asyncio.to_thread(command.downgrade, cfg, "base")
+        async with engine.connect() as conn:
+            assert (await conn.run_sync(shape)) == (None, None)
+        await asyncio.to_thread(command.upgrade, cfg, "head")  # and back up again
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()

@@ -13,12 +13,14 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from lockgate.db import _alembic_config, make_engine
-from lockgate.identity import KEY_ID, TENANT_ID
+from lockgate.identity import KEY_ID, PRINCIPAL, ROLES, TEAM_ID, TENANT_ID
 from lockgate.registry.v1 import registry_service_pb2 as pb
 from lockgate.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.app import MIGRATIONS, RegistrySettings, build
 
 VERSION_TABLE = "alembic_version_registry"
+REGISTRY_TABLES = ("apis", "api_versions", "subscriptions", "registry_audit_events",
+                   "registry_audit_head", "registry_changes")
 
 
 @pytest.fixture
@@ -33,8 +35,15 @@ async def registry(database_url, tmp_path):
     await engine.dispose()
 
 
+def team_id(tenant_name: str) -> str:
+    """A well-formed team id (team_ + 24 hex digits) for a tenant's team."""
+    return "team_" + tenant_name.encode().hex().ljust(24, "0")[:24]
+
+
 def tenant(name: str):
-    return ((TENANT_ID, name), (KEY_ID, "key_x"))
+    """A team admin of team_<tenant> in tenant <name>, as auth's Check would forward it."""
+    return ((TENANT_ID, name), (KEY_ID, "key_x"), (TEAM_ID, team_id(name)),
+            (ROLES, "team_admin"), (PRINCIPAL, f"user:usr_{name}"))
 
 
 async def create(stub, name: str, who: str = "ten_a"):
@@ -59,7 +68,12 @@ async def test_create_get_list_paginated(registry):
     got = await registry.GetApi(pb.GetApiRequest(api_id=created[2].id), metadata=tenant("ten_a"))
     assert got.api == created[2]
     assert got.api.name == "api-2" and got.api.kind == pb.API_KIND_MODEL
-    assert list(got.api.model_aliases) == ["demo"] and got.api.create_time.seconds > 0
+    # The aliases went to a draft v1; the API lists its live versions' aliases only.
+    assert list(got.api.model_aliases) == [] and got.api.create_time.seconds > 0
+    versions = await registry.ListVersions(pb.ListVersionsRequest(api_id=created[2].id),
+                                           metadata=tenant("ten_a"))
+    assert [(v.version, v.state, list(v.model_aliases)) for v in versions.versions] == [
+        ("v1", "draft", ["demo"])]
     names, token, pages = [], "", 0
     while True:
         page = await registry.ListApis(
@@ -83,7 +97,6 @@ async def test_prompt_api_round_trips(registry):
                 name="summarize",
                 kind=pb.API_KIND_PROMPT,
                 description="Summaries — ünïcode",
-                model_aliases=["a", "b", "a"],
             ),
             metadata=tenant("ten_a"),
         )
@@ -91,7 +104,16 @@ async def test_prompt_api_round_trips(registry):
     got = (await registry.GetApi(pb.GetApiRequest(api_id=made.id), metadata=tenant("ten_a"))).api
     assert got.kind == pb.API_KIND_PROMPT
     assert got.description == "Summaries — ünïcode"
-    assert list(got.model_aliases) == ["a", "b"]  # repeats dropped, order kept
+    model = (await registry.CreateApi(
+        pb.CreateApiRequest(name="chat", kind=pb.API_KIND_MODEL, model_aliases=["a", "b", "a"]),
+        metadata=tenant("ten_a"))).api
+    draft = (await registry.GetVersion(pb.GetVersionRequest(api_id=model.id, version="v1"),
+                                       metadata=tenant("ten_a"))).version
+    assert list(draft.model_aliases) == ["a", "b"]  # repeats dropped, order kept
+    refused = await rpc_error(registry.CreateApi(
+        pb.CreateApiRequest(name="odd", kind=pb.API_KIND_PROMPT, model_aliases=["a"]),
+        metadata=tenant("ten_a")))
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_tenants_never_see_each_other(registry):
@@ -168,7 +190,10 @@ async def test_limits_are_inclusive(registry):
             metadata=tenant("ten_a"),
         )
     ).api
-    assert len(made.name) == 63 and len(made.model_aliases) == 100
+    assert len(made.name) == 63
+    draft = (await registry.GetVersion(pb.GetVersionRequest(api_id=made.id, version="v1"),
+                                       metadata=tenant("ten_a"))).version
+    assert len(draft.model_aliases) == 100
 
 
 async def test_bad_paging_and_get_are_invalid_argument(registry):
@@ -220,7 +245,8 @@ async def test_migrations_match_models_and_downgrade(database_url):
             return [
                 d
                 for d in compare_metadata(context, SQLModel.metadata)
-                if "apis" in str(d) and "alembic_version" not in str(d)
+                if "alembic_version" not in str(d)
+                and any(t in str(d) for t in REGISTRY_TABLES)
             ]
 
         async with engine.connect() as conn:
@@ -228,7 +254,7 @@ async def test_migrations_match_models_and_downgrade(database_url):
         await asyncio.to_thread(command.downgrade, cfg, "base")
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
-        assert "apis" not in tables
+        assert not set(REGISTRY_TABLES) & set(tables)
         await asyncio.to_thread(command.upgrade, cfg, "head")  # and back up again
     finally:
         await engine.dispose()

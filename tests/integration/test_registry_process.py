@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lockgate.identity import KEY_ID, TENANT_ID
+from lockgate.identity import KEY_ID, ROLES, TEAM_ID, TENANT_ID
 from lockgate.registry.v1 import registry_service_pb2 as pb
 from lockgate.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from services.registry.app import SERVICE_NAME
@@ -63,7 +63,8 @@ async def test_module_serves_health_and_exits_zero_on_sigterm(tmp_path):
             # Migrated and usable: one real call against its default SQLite file.
             made = await pb_grpc.RegistryServiceStub(channel).CreateApi(
                 pb.CreateApiRequest(name="smoke", kind=pb.API_KIND_MODEL),
-                metadata=((TENANT_ID, "ten_a"), (KEY_ID, "key_x")),
+                metadata=((TENANT_ID, "ten_a"), (KEY_ID, "key_x"), (TEAM_ID, "team_" + "a" * 24),
+                          (ROLES, "team_admin")),
             )
             assert made.api.id.startswith("api_")
         assert (data_dir / "registry.db").exists()

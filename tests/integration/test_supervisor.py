@@ -1,7 +1,8 @@
 """The supervisor as a real process with small fake children (Python one-file
 HTTP servers): health gating, restarts with backoff, ordered stop, no orphans
 after SIGTERM or SIGKILL, and the detach / status / down round trip. Also the
-keys and usage commands against a fake gateway.
+usage command's transport (paging, one-line errors) against a fake gateway; the
+admin commands run against the real stack in tests/e2e/test_admin_e2e.py.
 
 Run as a script (`python test_supervisor.py spec.json`) this file is the
 supervisor under test: it builds the ChildSpecs the spec describes.
@@ -414,7 +415,7 @@ def test_detach_reports_a_failed_start(stacks, tmp_path):
     assert "broken exited with code 4 while starting" in str(failure.value)
 
 
-# -- keys and usage against a fake gateway --------------------------------------------------
+# -- usage against a fake gateway --------------------------------------------------
 ADMIN = "lg_admin_secret_for_tests"
 
 
@@ -422,8 +423,6 @@ ADMIN = "lg_admin_secret_for_tests"
 def gateway():
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from lockgate.auth.v1 import auth_service_pb2 as auth_pb
-    from lockgate.auth.v1 import auth_service_pb2_grpc as auth_grpc
     from lockgate.common.v1 import common_pb2
     from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
     from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
@@ -432,18 +431,6 @@ def gateway():
         if dict(context.invocation_metadata()).get("authorization") != f"Bearer {ADMIN}":
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return True
-
-    class Auth(auth_grpc.AuthServiceServicer):
-        def CreateApiKey(self, request, context):
-            authorized(context)
-            if request.tenant != "default":
-                context.abort(grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant} not found")
-            return auth_pb.CreateApiKeyResponse(
-                key=auth_pb.ApiKey(id="key_1", tenant_id="ten_1", name=request.name,
-                                   prefix="lg_abc123", roles=request.roles or ["developer"],
-                                   models=request.models, status="active"),
-                secret="lg_abc123_the_secret",
-            )
 
     entries = [
         ledger_pb.UsageEntry(
@@ -465,7 +452,6 @@ def gateway():
             )
 
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    auth_grpc.add_AuthServiceServicer_to_server(Auth(), server)
     ledger_grpc.add_LedgerServiceServicer_to_server(Ledger(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -478,21 +464,6 @@ def env(monkeypatch, tmp_path):
     monkeypatch.delenv("LOCKGATE_URL", raising=False)
     monkeypatch.setenv("LOCKGATE_KEY", ADMIN)
     monkeypatch.setenv("LOCKGATE_DATA_DIR", str(tmp_path))
-
-
-def test_keys_create_prints_the_secret_once(gateway, env, capsys):
-    from lockgate.cli.main import main
-
-    assert main(["keys", "create", "--url", gateway, "--tenant", "default", "--name", "ci",
-                 "--role", "developer", "--role", "viewer", "--model", "demo"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("lg_abc123_the_secret") == 1
-    assert "key_1" in out and "lg_abc123" in out and "developer, viewer" in out
-
-    assert main(["keys", "create", "--url", f"http://{gateway}", "--tenant", "default",
-                 "--name", "ci", "--json"]) == 0
-    reply = json.loads(capsys.readouterr().out)
-    assert reply["secret"] == "lg_abc123_the_secret" and reply["key"]["tenant_id"] == "ten_1"
 
 
 def test_usage_table_json_lines_and_paging(gateway, env, capsys):
@@ -512,10 +483,6 @@ def test_usage_table_json_lines_and_paging(gateway, env, capsys):
 
 def test_grpc_errors_are_one_clear_line(gateway, env, capsys, monkeypatch):
     from lockgate.cli.main import main
-
-    assert main(["keys", "create", "--url", gateway, "--tenant", "nope", "--name", "x"]) == 1
-    err = capsys.readouterr().err
-    assert err == "lockgate: NOT_FOUND: tenant nope not found\n"
 
     monkeypatch.setenv("LOCKGATE_KEY", "lg_wrong")
     assert main(["usage", "--url", gateway]) == 1

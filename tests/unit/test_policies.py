@@ -160,17 +160,14 @@ def test_runner_rejects_a_missing_root(tmp_path: Path):
         ),
         (access_input(method="/grpc.health.v1.Health/Check", model=""), 403, "internal_method"),
         (
-            access_input(method="/lockgate.auth.v1.AuthService/CreateApiKey"),
+            access_input(method="/lockgate.router.v1.RouterAdminService/GetRoutingTable"),
             403,
             "insufficient_role",
         ),
-        (
-            access_input(
-                method="/lockgate.auth.v1.AuthService/CreateApiKey", roles=["platform_admin"]
-            ),
-            200,
-            "ok",
-        ),
+        # The admin API is open at the edge: its own policy (lockgate/admin) decides.
+        (access_input(method="/lockgate.auth.v1.AuthService/CreateApiKey"), 200, "ok"),
+        (access_input(roles=[]), 403, "no_roles"),
+        (access_input(status="expired"), 401, "invalid_api_key"),
         (access_input(models=["other"]), 403, "model_not_allowed"),
         (access_input(models=["other"], model=""), 200, "ok"),
         ({}, 401, "missing_api_key"),
@@ -393,7 +390,7 @@ def test_revision_follows_policy_and_data(tmp_path: Path):
     assert after_policy != before
 
     data = root / "lockgate" / "access" / "data.json"
-    data.write_text(data.read_text().replace('"tenant_admin": true', '"tenant_admin": false'))
+    data.write_text(data.read_text().replace('"inference"', '"chat"'))
     after_data = PolicyEngine(root).revision
     assert after_data not in (before, after_policy)
 

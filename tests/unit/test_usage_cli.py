@@ -69,6 +69,13 @@ def test_report_flags_build_the_request():
     assert report_request(args("--order-by", "errors"), NOW).order_by == "errors"
 
 
+def test_report_groups_by_tenancy_and_governance_dimensions():
+    request = report_request(
+        args("--by", "team_id,principal", "--by", "api_id", "--by", "api_version"), NOW
+    )
+    assert list(request.group_by) == ["team_id", "principal", "api_id", "api_version"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -26,8 +26,16 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """AuthService manages tenants and API keys. Envoy's ext_authz Check is served
-    by the same process (envoy.service.auth.v3.Authorization).
+    """AuthService is the admin API of tenancy: tenants, teams, users, service
+    accounts, API keys and the audit trail of every change. Every call is
+    authorized by policies/lockgate/admin (RBAC plus tenant scoping); objects
+    the caller may not read answer NOT_FOUND, so their ids are never confirmed.
+    Envoy's ext_authz Check is served by the same process
+    (envoy.service.auth.v3.Authorization).
+
+    `tenant`, `team`, `user` and `service_account` path parameters take a name
+    (or e-mail, for users) or an id. Updates take a field mask and the etag the
+    caller last read; a stale etag answers ABORTED (HTTP 409).
     """
 
     def __init__(self, channel):
@@ -36,39 +44,170 @@ class AuthServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetCaller = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetCaller',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
         self.CreateTenant = channel.unary_unary(
                 '/lockgate.auth.v1.AuthService/CreateTenant',
                 request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantRequest.SerializeToString,
                 response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantResponse.FromString,
+                _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetTenant',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantResponse.FromString,
                 _registered_method=True)
         self.ListTenants = channel.unary_unary(
                 '/lockgate.auth.v1.AuthService/ListTenants',
                 request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTenantsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/UpdateTenant',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantResponse.FromString,
+                _registered_method=True)
+        self.CreateTeam = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/CreateTeam',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamResponse.FromString,
+                _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetTeam',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamResponse.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/ListTeams',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.UpdateTeam = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/UpdateTeam',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamResponse.FromString,
+                _registered_method=True)
+        self.DeleteTeam = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/DeleteTeam',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamResponse.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/CreateUser',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetUser',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/ListUsers',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/UpdateUser',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/DeleteUser',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/CreateServiceAccount',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.FromString,
+                _registered_method=True)
+        self.GetServiceAccount = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetServiceAccount',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountResponse.FromString,
+                _registered_method=True)
+        self.ListServiceAccounts = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/ListServiceAccounts',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.FromString,
+                _registered_method=True)
+        self.UpdateServiceAccount = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/UpdateServiceAccount',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountResponse.FromString,
+                _registered_method=True)
+        self.DeleteServiceAccount = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/DeleteServiceAccount',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountResponse.FromString,
+                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/lockgate.auth.v1.AuthService/CreateApiKey',
                 request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.GetApiKey = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/GetApiKey',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyResponse.FromString,
                 _registered_method=True)
         self.ListApiKeys = channel.unary_unary(
                 '/lockgate.auth.v1.AuthService/ListApiKeys',
                 request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListApiKeysRequest.SerializeToString,
                 response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListApiKeysResponse.FromString,
                 _registered_method=True)
+        self.UpdateApiKey = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/UpdateApiKey',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateApiKey = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/RotateApiKey',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyResponse.FromString,
+                _registered_method=True)
         self.RevokeApiKey = channel.unary_unary(
                 '/lockgate.auth.v1.AuthService/RevokeApiKey',
                 request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/lockgate.auth.v1.AuthService/ListAuditEvents',
+                request_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
-    """AuthService manages tenants and API keys. Envoy's ext_authz Check is served
-    by the same process (envoy.service.auth.v3.Authorization).
+    """AuthService is the admin API of tenancy: tenants, teams, users, service
+    accounts, API keys and the audit trail of every change. Every call is
+    authorized by policies/lockgate/admin (RBAC plus tenant scoping); objects
+    the caller may not read answer NOT_FOUND, so their ids are never confirmed.
+    Envoy's ext_authz Check is served by the same process
+    (envoy.service.auth.v3.Authorization).
+
+    `tenant`, `team`, `user` and `service_account` path parameters take a name
+    (or e-mail, for users) or an id. Updates take a field mask and the etag the
+    caller last read; a stale etag answers ABORTED (HTTP 409).
     """
 
+    def GetCaller(self, request, context):
+        """Who is calling: the principal behind the presented credential.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,9 +219,114 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTeam(self, request, context):
+        """Deletes an empty team (no service accounts, members or keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user and revokes every key they own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccounts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateServiceAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServiceAccount(self, request, context):
+        """Deletes a service account and revokes every key it owns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
         """Creates an API key. The secret is in the response only, never stored.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -93,8 +337,29 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateApiKey(self, request, context):
+        """Issues a successor key with the same owner, team, roles and scopes; the old
+        key keeps working for the overlap window, then expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeApiKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """The audit trail of admin mutations in a tenant, newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -102,30 +367,140 @@ class AuthServiceServicer:
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerResponse.SerializeToString,
+            ),
             'CreateTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTenant,
                     request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantRequest.FromString,
                     response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantResponse.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantResponse.SerializeToString,
             ),
             'ListTenants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTenants,
                     request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTenantsRequest.FromString,
                     response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTenantsResponse.SerializeToString,
             ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantResponse.SerializeToString,
+            ),
+            'CreateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTeam,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamResponse.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamResponse.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'UpdateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTeam,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamResponse.SerializeToString,
+            ),
+            'DeleteTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTeam,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.SerializeToString,
+            ),
+            'GetServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceAccount,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountResponse.SerializeToString,
+            ),
+            'ListServiceAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccounts,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.SerializeToString,
+            ),
+            'UpdateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateServiceAccount,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountResponse.SerializeToString,
+            ),
+            'DeleteServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServiceAccount,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountResponse.SerializeToString,
+            ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
                     request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'GetApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApiKey,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyResponse.SerializeToString,
             ),
             'ListApiKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListApiKeys,
                     request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListApiKeysRequest.FromString,
                     response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListApiKeysResponse.SerializeToString,
             ),
+            'UpdateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApiKey,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyResponse.SerializeToString,
+            ),
+            'RotateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateApiKey,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyResponse.SerializeToString,
+            ),
             'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeApiKey,
                     request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,9 +511,44 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """AuthService manages tenants and API keys. Envoy's ext_authz Check is served
-    by the same process (envoy.service.auth.v3.Authorization).
+    """AuthService is the admin API of tenancy: tenants, teams, users, service
+    accounts, API keys and the audit trail of every change. Every call is
+    authorized by policies/lockgate/admin (RBAC plus tenant scoping); objects
+    the caller may not read answer NOT_FOUND, so their ids are never confirmed.
+    Envoy's ext_authz Check is served by the same process
+    (envoy.service.auth.v3.Authorization).
+
+    `tenant`, `team`, `user` and `service_account` path parameters take a name
+    (or e-mail, for users) or an id. Updates take a field mask and the etag the
+    caller last read; a stale etag answers ABORTED (HTTP 409).
     """
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetCaller',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def CreateTenant(request,
@@ -157,6 +567,33 @@ class AuthService:
             '/lockgate.auth.v1.AuthService/CreateTenant',
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantRequest.SerializeToString,
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetTenant',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -195,6 +632,438 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/UpdateTenant',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/CreateTeam',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetTeam',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/ListTeams',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/UpdateTeam',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/DeleteTeam',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/CreateUser',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetUser',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/ListUsers',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/UpdateUser',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/DeleteUser',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/CreateServiceAccount',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetServiceAccount',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/ListServiceAccounts',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/UpdateServiceAccount',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/DeleteServiceAccount',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateApiKey(request,
             target,
             options=(),
@@ -211,6 +1080,33 @@ class AuthService:
             '/lockgate.auth.v1.AuthService/CreateApiKey',
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.SerializeToString,
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/GetApiKey',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.GetApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -249,6 +1145,60 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/UpdateApiKey',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.UpdateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/RotateApiKey',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RotateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RevokeApiKey(request,
             target,
             options=(),
@@ -265,6 +1215,33 @@ class AuthService:
             '/lockgate.auth.v1.AuthService/RevokeApiKey',
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.SerializeToString,
             lockgate_dot_auth_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.auth.v1.AuthService/ListAuditEvents',
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.SerializeToString,
+            lockgate_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

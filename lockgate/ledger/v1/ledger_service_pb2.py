@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lockgate.common.v1 import common_pb2 as lockgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/ledger/v1/ledger_service.proto\x12\x12lockgate.ledger.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flockgate/common/v1/common.proto\"\xb1\x03\n\nUsageEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x16\n\x0eprovider_model\x18\x07 \x01(\t\x12-\n\x05usage\x18\x08 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nlatency_ms\x18\t \x01(\x03\x12\x0f\n\x07ttft_ms\x18\n \x01(\x03\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x10\n\x08streamed\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcache_hit\x18\x0f \x01(\x08\x12\x11\n\toperation\x18\x10 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x11 \x01(\x05\x12\x16\n\x0e\x63ost_micro_usd\x18\x12 \x01(\x03\x12\x14\n\x0cprice_source\x18\x13 \x01(\t\"E\n\x12RecordUsageRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\";\n\x13RecordUsageResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\"9\n\x10ListUsageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x11ListUsageResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x11QueryUsageRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\"\xf8\x03\n\x08UsageRow\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05group\x18\x02 \x03(\x0b\x32\'.lockgate.ledger.v1.UsageRow.GroupEntry\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x08 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\t \x01(\x03\x12\x1a\n\x12\x65stimated_requests\x18\n \x01(\x03\x12\x12\n\ncache_hits\x18\x0b \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x0c \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\r \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x0e \x01(\x01\x12\x13\n\x0bttft_p50_ms\x18\x0f \x01(\x01\x12\x16\n\x0e\x63ost_micro_usd\x18\x10 \x01(\x03\x12\x19\n\x11unpriced_requests\x18\x11 \x01(\x03\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x12QueryUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.lockgate.ledger.v1.UsageRow\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe0\x02\n\rLedgerService\x12^\n\x0bRecordUsage\x12&.lockgate.ledger.v1.RecordUsageRequest\x1a\'.lockgate.ledger.v1.RecordUsageResponse\x12r\n\tListUsage\x12$.lockgate.ledger.v1.ListUsageRequest\x1a%.lockgate.ledger.v1.ListUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/ledger/v1/usage\x12{\n\nQueryUsage\x12%.lockgate.ledger.v1.QueryUsageRequest\x1a&.lockgate.ledger.v1.QueryUsageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/ledger/v1/usage:queryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lockgate/ledger/v1/ledger_service.proto\x12\x12lockgate.ledger.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flockgate/common/v1/common.proto\"\xfa\x03\n\nUsageEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05\x61lias\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x16\n\x0eprovider_model\x18\x07 \x01(\t\x12-\n\x05usage\x18\x08 \x01(\x0b\x32\x1e.lockgate.common.v1.TokenUsage\x12\x12\n\nlatency_ms\x18\t \x01(\x03\x12\x0f\n\x07ttft_ms\x18\n \x01(\x03\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x10\n\x08streamed\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcache_hit\x18\x0f \x01(\x08\x12\x11\n\toperation\x18\x10 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x11 \x01(\x05\x12\x16\n\x0e\x63ost_micro_usd\x18\x12 \x01(\x03\x12\x14\n\x0cprice_source\x18\x13 \x01(\t\x12\x0f\n\x07team_id\x18\x14 \x01(\t\x12\x11\n\tprincipal\x18\x15 \x01(\t\x12\x0e\n\x06\x61pi_id\x18\x16 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x17 \x01(\t\"E\n\x12RecordUsageRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\";\n\x13RecordUsageResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\"9\n\x10ListUsageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x11ListUsageResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.lockgate.ledger.v1.UsageEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x11QueryUsageRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\"\xf8\x03\n\x08UsageRow\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05group\x18\x02 \x03(\x0b\x32\'.lockgate.ledger.v1.UsageRow.GroupEntry\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x08 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\t \x01(\x03\x12\x1a\n\x12\x65stimated_requests\x18\n \x01(\x03\x12\x12\n\ncache_hits\x18\x0b \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x0c \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\r \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x0e \x01(\x01\x12\x13\n\x0bttft_p50_ms\x18\x0f \x01(\x01\x12\x16\n\x0e\x63ost_micro_usd\x18\x10 \x01(\x03\x12\x19\n\x11unpriced_requests\x18\x11 \x01(\x03\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x12QueryUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.lockgate.ledger.v1.UsageRow\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x12GetLastCallRequest\x12\x0e\n\x06\x61pi_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\"I\n\x13GetLastCallResponse\x12\x32\n\x0elast_call_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xc0\x03\n\rLedgerService\x12^\n\x0bRecordUsage\x12&.lockgate.ledger.v1.RecordUsageRequest\x1a\'.lockgate.ledger.v1.RecordUsageResponse\x12r\n\tListUsage\x12$.lockgate.ledger.v1.ListUsageRequest\x1a%.lockgate.ledger.v1.ListUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/ledger/v1/usage\x12{\n\nQueryUsage\x12%.lockgate.ledger.v1.QueryUsageRequest\x1a&.lockgate.ledger.v1.QueryUsageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/ledger/v1/usage:query\x12^\n\x0bGetLastCall\x12&.lockgate.ledger.v1.GetLastCallRequest\x1a\'.lockgate.ledger.v1.GetLastCallResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,23 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEDGERSERVICE'].methods_by_name['QueryUsage']._loaded_options = None
   _globals['_LEDGERSERVICE'].methods_by_name['QueryUsage']._serialized_options = b'\202\323\344\223\002\030\022\026/ledger/v1/usage:query'
   _globals['_USAGEENTRY']._serialized_start=160
-  _globals['_USAGEENTRY']._serialized_end=593
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=595
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=664
-  _globals['_RECORDUSAGERESPONSE']._serialized_start=666
-  _globals['_RECORDUSAGERESPONSE']._serialized_end=725
-  _globals['_LISTUSAGEREQUEST']._serialized_start=727
-  _globals['_LISTUSAGEREQUEST']._serialized_end=784
-  _globals['_LISTUSAGERESPONSE']._serialized_start=786
-  _globals['_LISTUSAGERESPONSE']._serialized_end=879
-  _globals['_QUERYUSAGEREQUEST']._serialized_start=882
-  _globals['_QUERYUSAGEREQUEST']._serialized_end=1062
-  _globals['_USAGEROW']._serialized_start=1065
-  _globals['_USAGEROW']._serialized_end=1569
-  _globals['_USAGEROW_GROUPENTRY']._serialized_start=1525
-  _globals['_USAGEROW_GROUPENTRY']._serialized_end=1569
-  _globals['_QUERYUSAGERESPONSE']._serialized_start=1572
-  _globals['_QUERYUSAGERESPONSE']._serialized_end=1730
-  _globals['_LEDGERSERVICE']._serialized_start=1733
-  _globals['_LEDGERSERVICE']._serialized_end=2085
+  _globals['_USAGEENTRY']._serialized_end=666
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=668
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=737
+  _globals['_RECORDUSAGERESPONSE']._serialized_start=739
+  _globals['_RECORDUSAGERESPONSE']._serialized_end=798
+  _globals['_LISTUSAGEREQUEST']._serialized_start=800
+  _globals['_LISTUSAGEREQUEST']._serialized_end=857
+  _globals['_LISTUSAGERESPONSE']._serialized_start=859
+  _globals['_LISTUSAGERESPONSE']._serialized_end=952
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=955
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=1135
+  _globals['_USAGEROW']._serialized_start=1138
+  _globals['_USAGEROW']._serialized_end=1642
+  _globals['_USAGEROW_GROUPENTRY']._serialized_start=1598
+  _globals['_USAGEROW_GROUPENTRY']._serialized_end=1642
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=1645
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=1803
+  _globals['_GETLASTCALLREQUEST']._serialized_start=1805
+  _globals['_GETLASTCALLREQUEST']._serialized_end=1862
+  _globals['_GETLASTCALLRESPONSE']._serialized_start=1864
+  _globals['_GETLASTCALLRESPONSE']._serialized_end=1937
+  _globals['_LEDGERSERVICE']._serialized_start=1940
+  _globals['_LEDGERSERVICE']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,11 @@ class LedgerServiceStub:
                 request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.SerializeToString,
                 response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.FromString,
                 _registered_method=True)
+        self.GetLastCall = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/GetLastCall',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -80,6 +85,15 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLastCall(self, request, context):
+        """When a governed API version was last called, by any tenant: the registry
+        gates retirement on it. Internal (registry → ledger): no REST route, and
+        denied at the edge by policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +111,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.QueryUsage,
                     request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.FromString,
                     response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.SerializeToString,
+            ),
+            'GetLastCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLastCall,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +201,33 @@ class LedgerService:
             '/lockgate.ledger.v1.LedgerService/QueryUsage',
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageRequest.SerializeToString,
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.QueryUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLastCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/GetLastCall',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.FromString,
             options,
             channel_credentials,
             insecure,

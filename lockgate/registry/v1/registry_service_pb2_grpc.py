@@ -26,8 +26,12 @@ if _version_not_supported:
 
 
 class RegistryServiceStub:
-    """RegistryService is the API catalog: APIs as products, owned by a tenant.
-    Versions, lifecycle and subscriptions build on this.
+    """RegistryService is the API catalog: APIs as products owned by a team, their
+    versions and lifecycle (draft -> published -> deprecated -> retired, each
+    transition decided by policies/lockgate/lifecycle), subscriptions of teams to
+    APIs (decided by policies/lockgate/approval, approved or rejected by the
+    owners), and a hash-chained audit log of every change. `api_id` path
+    parameters take an id or, for the caller's own tenant, a name.
     """
 
     def __init__(self, channel):
@@ -51,11 +55,100 @@ class RegistryServiceStub:
                 request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisRequest.SerializeToString,
                 response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisResponse.FromString,
                 _registered_method=True)
+        self.UpdateApi = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/UpdateApi',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiResponse.FromString,
+                _registered_method=True)
+        self.CreateVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/CreateVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionResponse.FromString,
+                _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/GetVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/ListVersions',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.UpdateVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/UpdateVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionResponse.FromString,
+                _registered_method=True)
+        self.PublishVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/PublishVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionResponse.FromString,
+                _registered_method=True)
+        self.DeprecateVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/DeprecateVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionResponse.FromString,
+                _registered_method=True)
+        self.RetireVersion = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/RetireVersion',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionResponse.FromString,
+                _registered_method=True)
+        self.CreateSubscription = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/CreateSubscription',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionResponse.FromString,
+                _registered_method=True)
+        self.GetSubscription = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/GetSubscription',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionResponse.FromString,
+                _registered_method=True)
+        self.ListSubscriptions = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/ListSubscriptions',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsResponse.FromString,
+                _registered_method=True)
+        self.ApproveSubscription = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/ApproveSubscription',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionResponse.FromString,
+                _registered_method=True)
+        self.RejectSubscription = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/RejectSubscription',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionResponse.FromString,
+                _registered_method=True)
+        self.RevokeSubscription = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/RevokeSubscription',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/ListAuditEvents',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.VerifyAuditChain = channel.unary_unary(
+                '/lockgate.registry.v1.RegistryService/VerifyAuditChain',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainResponse.FromString,
+                _registered_method=True)
+        self.WatchGovernance = channel.unary_stream(
+                '/lockgate.registry.v1.RegistryService/WatchGovernance',
+                request_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceRequest.SerializeToString,
+                response_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
-    """RegistryService is the API catalog: APIs as products, owned by a tenant.
-    Versions, lifecycle and subscriptions build on this.
+    """RegistryService is the API catalog: APIs as products owned by a team, their
+    versions and lifecycle (draft -> published -> deprecated -> retired, each
+    transition decided by policies/lockgate/lifecycle), subscriptions of teams to
+    APIs (decided by policies/lockgate/approval, approved or rejected by the
+    owners), and a hash-chained audit log of every change. `api_id` path
+    parameters take an id or, for the caller's own tenant, a name.
     """
 
     def CreateApi(self, request, context):
@@ -71,7 +164,118 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListApis(self, request, context):
+        """The catalog: every API the caller may see (own team, tenant, shared, public).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApi(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVersion(self, request, context):
+        """Changes a draft; a published version is immutable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeprecateVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSubscription(self, request, context):
+        """A team asks to use an API (one version, or all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubscription(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubscriptions(self, request, context):
+        """The caller's team's subscriptions, or (`pending_approval`) the requests
+        waiting for the caller's decision as an owner of the API.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveSubscription(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectSubscription(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSubscription(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """The registry's audit log (the caller's tenant), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAuditChain(self, request, context):
+        """Recomputes the hash chain of the whole log (platform admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchGovernance(self, request, context):
+        """Internal (auth and router): a snapshot of what the gateway enforces, then
+        a delta after every change. Not callable through the gateway.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -94,6 +298,91 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisRequest.FromString,
                     response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisResponse.SerializeToString,
             ),
+            'UpdateApi': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApi,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiResponse.SerializeToString,
+            ),
+            'CreateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'UpdateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionResponse.SerializeToString,
+            ),
+            'PublishVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionResponse.SerializeToString,
+            ),
+            'DeprecateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeprecateVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionResponse.SerializeToString,
+            ),
+            'RetireVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireVersion,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionResponse.SerializeToString,
+            ),
+            'CreateSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSubscription,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionResponse.SerializeToString,
+            ),
+            'GetSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubscription,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionResponse.SerializeToString,
+            ),
+            'ListSubscriptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscriptions,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsResponse.SerializeToString,
+            ),
+            'ApproveSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveSubscription,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionResponse.SerializeToString,
+            ),
+            'RejectSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectSubscription,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionResponse.SerializeToString,
+            ),
+            'RevokeSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSubscription,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'VerifyAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditChain,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainResponse.SerializeToString,
+            ),
+            'WatchGovernance': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchGovernance,
+                    request_deserializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceRequest.FromString,
+                    response_serializer=lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lockgate.registry.v1.RegistryService', rpc_method_handlers)
@@ -103,8 +392,12 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RegistryService:
-    """RegistryService is the API catalog: APIs as products, owned by a tenant.
-    Versions, lifecycle and subscriptions build on this.
+    """RegistryService is the API catalog: APIs as products owned by a team, their
+    versions and lifecycle (draft -> published -> deprecated -> retired, each
+    transition decided by policies/lockgate/lifecycle), subscriptions of teams to
+    APIs (decided by policies/lockgate/approval, approved or rejected by the
+    owners), and a hash-chained audit log of every change. `api_id` path
+    parameters take an id or, for the caller's own tenant, a name.
     """
 
     @staticmethod
@@ -178,6 +471,465 @@ class RegistryService:
             '/lockgate.registry.v1.RegistryService/ListApis',
             lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisRequest.SerializeToString,
             lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListApisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/UpdateApi',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateApiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/CreateVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/GetVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/ListVersions',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/UpdateVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.UpdateVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/PublishVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.PublishVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeprecateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/DeprecateVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.DeprecateVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/RetireVersion',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RetireVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/CreateSubscription',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.CreateSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/GetSubscription',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.GetSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscriptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/ListSubscriptions',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListSubscriptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/ApproveSubscription',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ApproveSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/RejectSubscription',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RejectSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/RevokeSubscription',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.RevokeSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/ListAuditEvents',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/VerifyAuditChain',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.VerifyAuditChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchGovernance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockgate.registry.v1.RegistryService/WatchGovernance',
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceRequest.SerializeToString,
+            lockgate_dot_registry_dot_v1_dot_registry__service__pb2.WatchGovernanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,11 @@ class RouterServiceStub:
                 request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.InvokePromptApi = channel.unary_unary(
+                '/lockgate.router.v1.RouterService/InvokePromptApi',
+                request_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiRequest.SerializeToString,
+                response_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -156,6 +161,15 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvokePromptApi(self, request, context):
+        """Invokes a published prompt API version: the input is validated against the
+        version's input schema and fills its templates; model, parameters and output
+        schema are the version's. Metered like any call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +212,11 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.StreamChatCompletion,
                     request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionRequest.FromString,
                     response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionResponse.SerializeToString,
+            ),
+            'InvokePromptApi': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvokePromptApi,
+                    request_deserializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiRequest.FromString,
+                    response_serializer=lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -424,6 +443,33 @@ class RouterService:
             '/lockgate.router.v1.RouterService/StreamChatCompletion',
             lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionRequest.SerializeToString,
             lockgate_dot_router_dot_v1_dot_router__service__pb2.StreamChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokePromptApi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.router.v1.RouterService/InvokePromptApi',
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiRequest.SerializeToString,
+            lockgate_dot_router_dot_v1_dot_router__service__pb2.InvokePromptApiResponse.FromString,
             options,
             channel_credentials,
             insecure,

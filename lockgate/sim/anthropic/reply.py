@@ -10,6 +10,10 @@ after a ``tool_result`` the model answers in text unless forced) and the
 answer is one ``tool_use`` block (``stop_reason: tool_use``), never cut by
 ``max_tokens``.
 
+With ``x-sim-echo: 1`` the answer is one text block echoing the conversation
+(:func:`replies.echo_text` of the system prompt and the messages' text
+blocks; no tool call, never cut: ``stop_reason: end_turn``).
+
 Usage: ``input_tokens`` are :func:`replies.prompt_tokens` of the system
 prompt and the messages (tool_use blocks counted as their name and JSON
 input, tool_result blocks as their content); ``output_tokens`` the reply's
@@ -61,9 +65,13 @@ def conversation(req: MessagesRequest) -> list[dict[str, Any]]:
     return head + [{"role": m["role"], "content": m["content"]} for m in req.messages]
 
 
-def respond(req: MessagesRequest, words: int) -> Answer:
+def respond(req: MessagesRequest, words: int, echo: bool = False) -> Answer:
     key = replies.messages_key(conversation(req))
     input_tokens = replies.prompt_tokens(_token_view(conversation(req)))
+    if echo:
+        done = replies.echo(conversation(req))
+        content = [{"type": "text", "text": done.text}] if done.pieces else []
+        return Answer(content, "end_turn", None, input_tokens, done.tokens, done.pieces, None)
     call = _tool_call(req, key)
     if call is not None:
         block = {

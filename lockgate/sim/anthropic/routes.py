@@ -62,7 +62,7 @@ async def _messages(request: web.Request, state: State, request_id: str) -> web.
     except SimError as exc:
         exc.message = _INJECTED_MESSAGES.get(exc.status, exc.message)
         raise
-    answer = respond(req, knobs.words)
+    answer = respond(req, knobs.words, knobs.echo)
     message_id = state.next_id("msg_")
     if req.stream:
         head, deltas, tail = stream_events(req, answer, message_id, knobs.chunk_count)

@@ -9,9 +9,16 @@
     ``allowedFunctionNames``; after a ``functionResponse`` the model answers in
     text unless forced). ``maxOutputTokens`` -> finishReason MAX_TOKENS,
     ``stopSequences`` cut the text. With ``responseMimeType:
-    application/json`` the text is a JSON value built from ``responseSchema``
-    / ``responseJsonSchema`` (``{"text": <reply>}`` without a schema), and
-    stop sequences and the token limit do not apply to it. ``usageMetadata``
+    application/json`` the text is a JSON value valid against
+    ``responseSchema`` / ``responseJsonSchema``, built by
+    :func:`lockgate.sim.structured.document` (not strict: the required
+    properties, all of them when none are marked; one document per
+    candidate), or ``{"text": <reply>}`` without a schema; it is streamed one
+    token per chunk, and stop sequences and the token limit do not apply to
+    it. With ``x-sim-echo: 1`` each candidate's text is
+    :func:`lockgate.sim.replies.echo_text` of the system instruction (a
+    ``system`` line) and the contents (roles ``user`` / ``model``; text parts
+    only), never cut, and no function is called. ``usageMetadata``
     counts every text of the request (function declarations included; 85
     tokens per inline or file part), ``modelVersion`` is the path's model.
 
@@ -31,7 +38,8 @@ from typing import Any
 
 import orjson
 
-from lockgate.sim import replies, tools
+from lockgate.sim import replies, structured, tools
+from lockgate.sim.gemini.errors import _bad
 from lockgate.sim.gemini.validate import _MODES, _Generate
 
 
@@ -59,8 +67,27 @@ class _Candidate:
     tokens: int
 
 
-def _candidates(parsed: _Generate, words: int) -> list[_Candidate]:
+def _echo(parsed: _Generate) -> replies.Completion:
+    turns = [{"role": "system", "content": parsed.system["parts"]}] if parsed.system else []
+    turns += [{"role": c.get("role", "user"), "content": c["parts"]} for c in parsed.contents]
+    return replies.echo(turns)
+
+
+def _json_text(parsed: _Generate, key: bytes, words: int, choice: int) -> str:
+    if parsed.schema is None:
+        return orjson.dumps({"text": "".join(replies.reply_pieces(key, words, choice))}).decode()
+    try:
+        value = structured.document(parsed.schema, key, choice, strict=False)
+    except structured.SchemaProblem as exc:
+        raise _bad(f"* GenerateContentRequest.generation_config.response_schema: {exc}\n") from None
+    return structured.dumps(value)
+
+
+def _candidates(parsed: _Generate, words: int, echo: bool = False) -> list[_Candidate]:
     key = replies.messages_key({"contents": parsed.contents, "system": parsed.system})
+    if echo:
+        done = _echo(parsed)
+        return [_Candidate(done.pieces, None, "STOP", done.tokens)] * parsed.candidates
     last = parsed.contents[-1]
     ends_with_result = last.get("role", "user") == "user" and any(
         "functionResponse" in p for p in last["parts"]
@@ -77,11 +104,9 @@ def _candidates(parsed: _Generate, words: int) -> list[_Candidate]:
             tokens = replies.count_tokens(call.name + orjson.dumps(call.arguments).decode())
             out.append(_Candidate([], call, "STOP", tokens))
         elif parsed.json_mode:
-            value = tools.value_for(parsed.schema) if parsed.schema is not None else {
-                "text": "".join(replies.reply_pieces(key, words, i))
-            }
-            text = orjson.dumps(value).decode()
-            out.append(_Candidate([text], None, "STOP", replies.count_tokens(text)))
+            text = _json_text(parsed, key, words, i)
+            out.append(_Candidate(replies.text_pieces(text), None, "STOP",
+                                  replies.count_tokens(text)))
         else:
             done = replies.complete(key, words, i, stop=parsed.stops, max_tokens=parsed.max_tokens)
             finish = "MAX_TOKENS" if done.finish_reason == "length" else "STOP"

@@ -130,7 +130,7 @@ async def _generate(
         events: list[dict] = []
         final = _blocked(safety, parsed, prompt, head)
     else:
-        candidates = _candidates(parsed, knobs.words)
+        candidates = _candidates(parsed, knobs.words, knobs.echo)
         completion = sum(c.tokens for c in candidates)
         if stream:
             events = _content_events(candidates, knobs, prompt, head)

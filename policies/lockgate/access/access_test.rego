@@ -121,7 +121,7 @@ test_principal_without_status_is_401 if {
 
 test_revoked_admin_key_is_401_even_for_admin_methods if {
 	revoked := object.union(_platform_admin, {"status": "revoked"})
-	_decide(revoked, _method("/lockgate.auth.v1.AuthService/CreateApiKey"), _present).status == 401
+	_decide(revoked, _method("/lockgate.router.v1.RouterAdminService/GetRoutingTable"), _present).status == 401
 }
 
 # -- 403: internal methods and services ---------------------------------------------------
@@ -156,37 +156,57 @@ test_invalid_key_is_401_before_internal_403 if {
 	_decide(null, _method("/lockgate.ledger.v1.LedgerService/RecordUsage"), _present).status == 401
 }
 
-# -- 403: admin services ---------------------------------------------------------------
-
-test_developer_may_not_call_the_auth_service if {
-	d := _decide(_developer, _method("/lockgate.auth.v1.AuthService/CreateApiKey"), _present)
-	d.allow == false
-	d.status == 403
-	d.code == "insufficient_role"
-	contains(d.reason, "lockgate.auth.v1.AuthService")
-	contains(d.reason, "platform_admin")
-}
-
-test_platform_admin_may_call_the_auth_service if {
-	d := _decide(_platform_admin, _method("/lockgate.auth.v1.AuthService/CreateApiKey"), _present)
-	d.allow == true
-	d.status == 200
-}
-
-test_tenant_admin_may_call_the_auth_service if {
-	tenant_admin := object.union(_developer, {"roles": ["developer", "tenant_admin"]})
-	_decide(tenant_admin, _method("/lockgate.auth.v1.AuthService/ListApiKeys"), _present).allow == true
-}
-
-test_key_without_roles_is_not_an_admin if {
-	no_roles := object.remove(_developer, ["roles"])
-	_decide(no_roles, _method("/lockgate.auth.v1.AuthService/ListTenants"), _present).code == "insufficient_role"
-	_decide(object.union(_developer, {"roles": []}), _method("/lockgate.auth.v1.AuthService/ListTenants"), _present).code == "insufficient_role"
-}
+# -- 403: platform services (more below, with the routing table) -------------------------
 
 test_a_role_named_like_the_service_is_not_an_admin if {
-	odd := object.union(_developer, {"roles": ["admin", "lockgate.auth.v1.AuthService", "platform_admin "]})
-	_decide(odd, _method("/lockgate.auth.v1.AuthService/CreateTenant"), _present).code == "insufficient_role"
+	odd := object.union(_developer, {"roles": ["admin", "lockgate.router.v1.RouterAdminService", "platform_admin "]})
+	_decide(odd, _routing_table, _present).code == "insufficient_role"
+}
+
+test_every_role_reaches_the_admin_api_whose_policy_decides if {
+	viewer := object.union(_developer, {"roles": ["viewer"]})
+	_decide(viewer, _method("/lockgate.auth.v1.AuthService/ListApiKeys"), _present).allow == true
+	_decide(_developer, _method("/lockgate.auth.v1.AuthService/CreateApiKey"), _present).allow == true
+}
+
+# -- 401/403: expiry, disabled owners, keys left without roles ---------------------------
+
+test_expired_key_is_401_with_its_own_reason if {
+	d := _decide(object.union(_developer, {"status": "expired"}), _chat, _present)
+	d.status == 401
+	d.reason == "This API key has expired."
+}
+
+test_key_of_disabled_owner_is_401 if {
+	d := _decide(object.union(_developer, {"status": "disabled"}), _chat, _present)
+	d.status == 401
+	d.reason == "The owner of this API key is disabled."
+}
+
+test_key_without_roles_is_403_no_roles if {
+	_decide(object.union(_developer, {"roles": []}), _chat, _present).code == "no_roles"
+	_decide(object.remove(_developer, ["roles"]), _chat, _present).code == "no_roles"
+}
+
+# -- 403: API scopes ---------------------------------------------------------------------
+
+test_unscoped_key_may_call_every_api if {
+	_decide(_developer, _method("/lockgate.registry.v1.RegistryService/ListApis"), _present).allow == true
+}
+
+test_inference_scoped_key_may_chat_but_not_administer if {
+	scoped := object.union(_developer, {"scopes": ["inference"]})
+	_decide(scoped, _chat, _present).allow == true
+	d := _decide(scoped, _method("/lockgate.auth.v1.AuthService/ListApiKeys"), _present)
+	d.status == 403
+	d.code == "scope_not_allowed"
+	contains(d.reason, "admin")
+}
+
+test_admin_scoped_key_may_not_chat if {
+	scoped := object.union(_platform_admin, {"scopes": ["admin"]})
+	_decide(scoped, _chat, _present).code == "scope_not_allowed"
+	_decide(scoped, _method("/lockgate.router.v1.RouterAdminService/GetRoutingTable"), _present).allow == true
 }
 
 test_admin_role_does_not_lift_model_scope if {
@@ -276,7 +296,7 @@ test_reasons_never_echo_keys if {
 		_decide(null, _chat, _present),
 		_decide(secretive, _chat, _present),
 		_decide(object.union(secretive, {"status": "active", "models": ["x"]}), _chat, _present),
-		_decide(object.union(secretive, {"status": "active"}), _method("/lockgate.auth.v1.AuthService/ListTenants"), _present),
+		_decide(object.union(secretive, {"status": "active"}), _method("/lockgate.ledger.v1.LedgerService/RecordUsage"), _present),
 	]
 	every d in denials {
 		d.allow == false
@@ -305,4 +325,84 @@ test_developer_may_not_reload_the_gateway_config if {
 	d := _decide(_developer, _method("/lockgate.router.v1.RouterAdminService/ReloadGatewayConfig"), _present)
 	d.allow == false
 	d.code == "insufficient_role"
+}
+
+# -- 401: user JWTs ------------------------------------------------------------------------
+
+test_refused_jwt_says_why if {
+	d := _decide(null, _chat, {"present": true, "error": "token expired"})
+	d.status == 401
+	d.code == "invalid_token"
+	d.reason == "Invalid bearer token: token expired."
+}
+
+test_jwt_user_principal_may_chat if {
+	user := object.union(_developer, {"key_id": "", "kind": "user", "id": "usr_1"})
+	_decide(user, _chat, {"present": true, "error": ""}).allow == true
+}
+
+# -- governed APIs --------------------------------------------------------------------------
+
+_api_v1 := {
+	"id": "api_1", "name": "support", "tenant_id": "ten_1", "owner_team_id": "team_own",
+	"version": "v1", "state": "published", "successor": "",
+}
+
+_dev_in(team) := object.union(_developer, {"team_id": team})
+
+_decide_gov(principal, api, approved, ready) := d if {
+	request := _chat
+	credential := _present
+	subscription := {"approved": approved}
+	governance := {"ready": ready}
+	d := access.decision with input.principal as principal
+		with input.request as request
+		with input.credential as credential
+		with input.api as api
+		with input.subscription as subscription
+		with input.governance as governance
+}
+
+test_ungoverned_alias_needs_no_subscription if {
+	_decide_gov(_dev_in("team_b"), null, false, true).allow == true
+}
+
+test_governed_alias_needs_an_approved_subscription if {
+	d := _decide_gov(_dev_in("team_b"), _api_v1, false, true)
+	d.status == 403
+	d.code == "subscription_required"
+	contains(d.reason, "support")
+	_decide_gov(_dev_in("team_b"), _api_v1, true, true).allow == true
+}
+
+test_owner_team_and_admins_call_without_a_subscription if {
+	_decide_gov(_dev_in("team_own"), _api_v1, false, true).allow == true
+	tenant_admin := object.union(_dev_in("team_b"), {"roles": ["tenant_admin"]})
+	_decide_gov(tenant_admin, _api_v1, false, true).allow == true
+	_decide_gov(_platform_admin, _api_v1, false, true).allow == true
+}
+
+test_owner_team_of_another_tenant_is_not_the_owner if {
+	other := object.union(_dev_in("team_own"), {"tenant_id": "ten_2"})
+	_decide_gov(other, _api_v1, false, true).code == "subscription_required"
+}
+
+test_deprecated_versions_still_answer if {
+	deprecated := object.union(_api_v1, {"state": "deprecated", "successor": "v2"})
+	_decide_gov(_dev_in("team_b"), deprecated, true, true).allow == true
+}
+
+test_retired_version_is_410_naming_the_successor if {
+	retired := object.union(_api_v1, {"state": "retired", "successor": "v2"})
+	d := _decide_gov(_dev_in("team_b"), retired, true, true)
+	d.status == 410
+	d.code == "version_retired"
+	d.reason == "Version v1 of the API support was retired; use version v2 instead."
+	_decide_gov(_dev_in("team_own"), retired, false, true).status == 410
+}
+
+test_not_ready_governance_fails_closed_for_model_calls if {
+	d := _decide_gov(_dev_in("team_b"), null, false, false)
+	d.status == 503
+	d.code == "governance_unavailable"
 }

@@ -1,0 +1,1 @@
+"""Stand-ins for servers the tests cannot run (e.g. OPA)."""
