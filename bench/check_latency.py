@@ -158,6 +158,9 @@ class _CountingPolicy:
         self.last_input = input
         return self.inner.evaluate(entrypoint, input)
 
+    async def evaluate_async(self, entrypoint: str, input: Any) -> Any:
+        return self.evaluate(entrypoint, input)
+
 
 def _forget_decisions(checker: Checker) -> None:
     # Uncached = a fresh, empty decision cache before the call. (Varying the path
