@@ -58,7 +58,7 @@ class AuthService:
                                on_owner_change=lambda owner_id: cache.drop(owner_ids={owner_id}))
         self.keys = Keys(sessions, authorizer, hasher, on_change=cache.drop_key)
 
-    # -- shortcuts kept for the CLI bootstrap and the tests ------------------------------
+    # -- shortcuts for the tests and the bench (the admin API goes through .tenancy, .keys)
 
     async def create_tenant(self, caller: Identity | None, name: str) -> Tenant:
         return await self.tenancy.create_tenant(caller, name)
