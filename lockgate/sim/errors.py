@@ -106,6 +106,11 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return SimError(400, message, param=param, code=code)
 
 
+def missing(param: str) -> SimError:
+    """OpenAI's 400 for a required parameter left out."""
+    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
 _JSON_HINT = (
     "We could not parse the JSON body of your request. (HINT: This likely means you "
     "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "

@@ -26,16 +26,12 @@ from typing import Any, ClassVar
 import orjson
 
 from lockgate.sim import replies
-from lockgate.sim.errors import SimError, bad_type, invalid
+from lockgate.sim.errors import bad_type, invalid, missing
 from lockgate.sim.tools import ToolSpec, choose_call
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_TOOLS = 128
 _TOOL_CHOICES = ("none", "auto", "required")
-
-
-def _missing(param: str) -> SimError:
-    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
 
 
 def check_tool_turn(message: dict[str, Any], i: int, calls: set[str] | None) -> set[str] | None:
@@ -45,7 +41,7 @@ def check_tool_turn(message: dict[str, Any], i: int, calls: set[str] | None) -> 
     if role == "tool":
         call_id = message.get("tool_call_id")
         if call_id is None:
-            raise _missing(f"messages[{i}].tool_call_id")
+            raise missing(f"messages[{i}].tool_call_id")
         if not isinstance(call_id, str):
             raise bad_type(f"messages[{i}].tool_call_id", "string", call_id)
         if calls is None or call_id not in calls:
@@ -65,7 +61,7 @@ def check_tool_turn(message: dict[str, Any], i: int, calls: set[str] | None) -> 
         if not isinstance(call, dict):
             raise bad_type(f"messages[{i}].tool_calls[{j}]", "object", call)
         if not isinstance(call.get("id"), str):
-            raise _missing(f"messages[{i}].tool_calls[{j}].id")
+            raise missing(f"messages[{i}].tool_calls[{j}].id")
         ids.add(call["id"])
     return ids
 
@@ -119,7 +115,7 @@ def parse_tools(body: dict[str, Any]) -> tuple[list[ToolSpec] | None, str | None
         raise bad_type("tool_choice", "string or object", choice)
     if choice.get("type") != "function":
         if choice.get("type") is None:
-            raise _missing("tool_choice.type")
+            raise missing("tool_choice.type")
         raise invalid(
             f"Invalid value: {str(choice['type'])[:40]!r}. Supported values are: 'function'.",
             "tool_choice.type",
@@ -127,7 +123,7 @@ def parse_tools(body: dict[str, Any]) -> tuple[list[ToolSpec] | None, str | None
         )
     function = choice.get("function")
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _missing("tool_choice.function.name")
+        raise missing("tool_choice.function.name")
     name = function["name"]
     if all(spec.name != name for spec in specs):
         raise invalid(
@@ -144,7 +140,7 @@ def _tool_spec(tool: Any, path: str) -> ToolSpec:
         raise bad_type(path, "object", tool)
     kind = tool.get("type")
     if kind is None:
-        raise _missing(f"{path}.type")
+        raise missing(f"{path}.type")
     if kind != "function":
         raise invalid(
             f"Invalid value: {str(kind)[:40]!r}. Supported values are: 'function' "
@@ -154,12 +150,12 @@ def _tool_spec(tool: Any, path: str) -> ToolSpec:
         )
     function = tool.get("function")
     if function is None:
-        raise _missing(f"{path}.function")
+        raise missing(f"{path}.function")
     if not isinstance(function, dict):
         raise bad_type(f"{path}.function", "object", function)
     name = function.get("name")
     if name is None:
-        raise _missing(f"{path}.function.name")
+        raise missing(f"{path}.function.name")
     if not isinstance(name, str):
         raise bad_type(f"{path}.function.name", "string", name)
     if not _TOOL_NAME.match(name):

@@ -116,7 +116,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from lockgate.sim import anthropic, gemini, replies, streaming, structured
+from lockgate.sim import anthropic, gemini, replies, streaming
 from lockgate.sim.config import SimConfig
 from lockgate.sim.embeddings import embeddings
 from lockgate.sim.errors import (
@@ -130,6 +130,7 @@ from lockgate.sim.errors import (
 )
 from lockgate.sim.knobs import Knobs
 from lockgate.sim.openai_tools import ToolReply, check_tool_turn, parse_tools, tool_reply
+from lockgate.sim.response_format import parse_response_format
 from lockgate.sim.state import STATE, ShuttingDown, State
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ def _parse_chat(body: dict[str, Any]) -> _Chat:
     else:
         raise bad_type("stop", "string or array of strings", stop)
     chat.tools, chat.tool_choice, chat.forced_tool = parse_tools(body)
-    chat.response_format = structured.parse_response_format(body)
+    chat.response_format = parse_response_format(body)
     return chat
 
 

@@ -58,7 +58,6 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
@@ -66,8 +65,8 @@ from urllib.parse import unquote
 import orjson
 
 from lockgate.sim import replies
-from lockgate.sim.errors import SimError, bad_type, invalid
 from lockgate.sim.regex_strings import matching
+from lockgate.sim.schema_numbers import bounds, multiple_ok, step_of, window
 
 #: From this nesting depth on, the smallest valid value is built.
 MAX_DEPTH = 10
@@ -82,8 +81,6 @@ MAX_CHARS = 1_000_000
 #: References followed in a row without building a value (a `$ref` cycle).
 _MAX_HOPS = 64
 
-_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_KINDS = ("text", "json_object", "json_schema")
 _VOCABULARY = replies.VOCABULARY
 #: Types preferred for the smallest value, cheapest first.
 _SMALL_ORDER = ("null", "boolean", "integer", "number", "string", "array", "object")
@@ -96,83 +93,6 @@ _NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "m
 
 class SchemaProblem(Exception):
     """A schema the simulator cannot answer (a 400 for the request)."""
-
-
-# -- the request parameter ----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseFormat:
-    """A checked ``response_format`` asking for JSON."""
-
-    name: str | None  # json_schema's name; None for json_object
-    schema: dict[str, Any] | None  # None: any JSON object ({"text": ...})
-    strict: bool
-
-    def text(self, key: bytes, words: int, choice: int = 0) -> str:
-        """The JSON text of one choice (``words``: the reply words of json_object)."""
-        if self.schema is None:
-            return dumps({"text": "".join(replies.reply_pieces(key, words, choice))})
-        try:
-            return dumps(document(self.schema, key, choice, strict=self.strict))
-        except SchemaProblem as exc:
-            raise invalid(
-                f"Invalid schema for response_format '{self.name}': {exc}", "response_format"
-            ) from None
-
-
-def parse_response_format(body: dict[str, Any]) -> ResponseFormat | None:
-    """The ``response_format`` of a chat body (None: text), with OpenAI's 400s."""
-    fmt = body.get("response_format")
-    if fmt is None:
-        return None
-    if not isinstance(fmt, dict):
-        raise bad_type("response_format", "object", fmt)
-    kind = fmt.get("type")
-    if kind is None:
-        raise _missing("response_format.type")
-    if kind not in _KINDS:
-        raise invalid(
-            f"Invalid value: {str(kind)[:40]!r}. Supported values are: 'json_object', "
-            "'json_schema', and 'text'.",
-            "response_format.type",
-            "invalid_value",
-        )
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return ResponseFormat(None, None, False)
-    spec = fmt.get("json_schema")
-    if spec is None:
-        raise _missing("response_format.json_schema")
-    if not isinstance(spec, dict):
-        raise bad_type("response_format.json_schema", "object", spec)
-    name = spec.get("name")
-    if name is None:
-        raise _missing("response_format.json_schema.name")
-    if not isinstance(name, str):
-        raise bad_type("response_format.json_schema.name", "string", name)
-    if not _NAME.fullmatch(name):
-        raise invalid(
-            "Invalid 'response_format.json_schema.name': string does not match pattern. "
-            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 "
-            "characters.",
-            "response_format.json_schema.name",
-            "invalid_value",
-        )
-    for field, expected, kind_type in (
-        ("description", "string", str),
-        ("schema", "object", dict),
-        ("strict", "boolean", bool),
-    ):
-        value = spec.get(field)
-        if value is not None and not isinstance(value, kind_type):
-            raise bad_type(f"response_format.json_schema.{field}", expected, value)
-    return ResponseFormat(name, spec.get("schema"), spec.get("strict") is True)
-
-
-def _missing(param: str) -> SimError:
-    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
 
 
 # -- documents ----------------------------------------------------------------
@@ -236,19 +156,6 @@ def _count(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
-
-
-def _number(value: Any) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        if isinstance(value, str):  # Gemini's int64/double as strings
-            try:
-                return float(value) if any(c in value for c in ".eE") else int(value)
-            except ValueError:
-                return None
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _types(schema: dict[str, Any]) -> list[str]:
@@ -594,13 +501,13 @@ class _Builder:
         return None
 
     def integer(self, schema: dict[str, Any]) -> int | float:
-        low, high, xlow, xhigh = _bounds(schema)
+        low, high, xlow, xhigh = bounds(schema)
         if low is not None:
             low = math.floor(low) + 1 if xlow else math.ceil(low)
         if high is not None:
             high = math.ceil(high) - 1 if xhigh else math.floor(high)
-        low, high = _window(low, high)
-        step = _step(schema)
+        low, high = window(low, high)
+        step = step_of(schema)
         if step is not None:
             # the integers that are multiples of p/q are the multiples of p
             return self.multiple(Fraction(step.numerator), low, high, schema["multipleOf"],
@@ -608,15 +515,15 @@ class _Builder:
         return low + self.draws.below(high - low + 1)
 
     def number(self, schema: dict[str, Any]) -> int | float:
-        low, high, xlow, xhigh = _bounds(schema)
-        lo, hi = _window(low, high)
+        low, high, xlow, xhigh = bounds(schema)
+        lo, hi = window(low, high)
 
         def inside(v: float) -> bool:
             return (low is None or (v > low if xlow else v >= low)) and (
                 high is None or (v < high if xhigh else v <= high)
             )
 
-        step = _step(schema)
+        step = step_of(schema)
         if step is not None:
             return self.multiple(step, lo, hi, schema["multipleOf"], inside)
         if lo == hi:
@@ -637,7 +544,7 @@ class _Builder:
         for k in (*range(start, start + 32), *range(first, first + 32), 0):
             exact = k * step
             v: int | float = int(exact) if exact.denominator == 1 else float(exact)
-            if first <= k <= last and inside(v) and _multiple_ok(v, multiple):
+            if first <= k <= last and inside(v) and multiple_ok(v, multiple):
                 return v
         return lo  # no multiple in range: the schema cannot be met
 
@@ -654,48 +561,3 @@ def _collect_anchors(node: Any, out: dict[str, Any], depth: int) -> None:
     elif isinstance(node, list):
         for v in node:
             _collect_anchors(v, out, depth + 1)
-
-
-def _bounds(schema: dict[str, Any]) -> tuple[Any, Any, bool, bool]:
-    """(lower bound, upper bound, lower exclusive, upper exclusive), None: unbounded."""
-    low, high = _number(schema.get("minimum")), _number(schema.get("maximum"))
-    xlow, xhigh = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    low_excl = high_excl = False
-    if xlow is True:  # draft 4: a flag on minimum
-        low_excl = low is not None
-    elif (x := _number(xlow)) is not None and (low is None or x >= low):
-        low, low_excl = x, True
-    if xhigh is True:
-        high_excl = high is not None
-    elif (x := _number(xhigh)) is not None and (high is None or x <= high):
-        high, high_excl = x, True
-    return low, high, low_excl, high_excl
-
-
-def _window(low: Any, high: Any) -> tuple[Any, Any]:
-    """The range to draw in: the bounds, 100 wide from the one given, else 0..100."""
-    if low is None and high is None:
-        return 0, 100
-    if low is None:
-        return high - 100, high
-    if high is None:
-        return low, low + 100
-    return low, max(low, high)
-
-
-def _step(schema: dict[str, Any]) -> Fraction | None:
-    m = _number(schema.get("multipleOf"))
-    if m is None or m <= 0:
-        return None
-    return Fraction(str(m)) if isinstance(m, float) else Fraction(m)
-
-
-def _multiple_ok(value: int | float, multiple: Any) -> bool:
-    """Whether ``value`` is a multiple as validators check it (float division)."""
-    m = _number(multiple)
-    if isinstance(m, float):
-        quotient = value / m
-        return math.isfinite(quotient) and int(quotient) == quotient
-    if isinstance(value, float):
-        return value % m == 0
-    return value % m == 0

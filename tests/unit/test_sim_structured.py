@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from lockgate.sim import replies, structured
 from lockgate.sim.errors import SimError
 from lockgate.sim.regex_strings import matching
-from lockgate.sim.structured import SchemaProblem, document, parse_response_format
+from lockgate.sim.response_format import parse_response_format
+from lockgate.sim.structured import SchemaProblem, document
 
 KEY = replies.messages_key([{"role": "user", "content": "Summarise the ticket."}])
 OTHER_KEY = replies.messages_key([{"role": "user", "content": "Something else entirely."}])
