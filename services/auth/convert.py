@@ -9,11 +9,11 @@ from google.protobuf.message import Message
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.errors import InvalidRequest
+from lockgate.revisions import etag_of
 from lockgate.timestamps import to_timestamp
 from services.auth.keys import key_status
 from services.auth.models import ApiKey, AuditEvent, ServiceAccount, Team, Tenant
 from services.auth.tenancy import UserView
-from services.auth.usecase import etag_of
 
 
 def _ts(value: datetime | None):

@@ -17,13 +17,14 @@ from lockgate.errors import InvalidRequest, NotFound
 from lockgate.identity import Identity
 from lockgate.ids import new_id
 from lockgate.pagination import encode_position, page_size
+from lockgate.revisions import require_mask
 from services.auth import roles as vocab
 from services.auth.admin_policy import Grant, Resource
 from services.auth.audit import change, digest
 from services.auth.models import ApiKey, ServiceAccount, Tenant, User
 from services.auth.secrets import KeyHasher, new_secret
 from services.auth.store import AuthStore
-from services.auth.usecase import Page, UseCases, require_mask
+from services.auth.usecase import Page, UseCases
 
 KEY_FIELDS = ("name", "roles", "models", "scopes", "expire_time")
 DEFAULT_OVERLAP = timedelta(days=1)

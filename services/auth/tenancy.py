@@ -17,12 +17,13 @@ from lockgate.errors import AlreadyExists, FailedPrecondition, InvalidRequest, N
 from lockgate.identity import Identity
 from lockgate.ids import new_id
 from lockgate.pagination import encode_position, page_size
+from lockgate.revisions import require_mask
 from services.auth import roles as vocab
 from services.auth.admin_policy import Grant, Resource
 from services.auth.audit import change, digest
 from services.auth.models import ServiceAccount, Team, Tenant, User
 from services.auth.store import AuthStore
-from services.auth.usecase import Page, UseCases, require_mask
+from services.auth.usecase import Page, UseCases
 
 TENANT_FIELDS = ("display_name",)
 TEAM_FIELDS = ("display_name",)

@@ -4,24 +4,18 @@ visibility, etags and the audit trail."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from lockgate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from lockgate.errors import NotFound, PermissionDenied
 from lockgate.identity import Identity
+from lockgate.revisions import check_etag, touch
 from services.auth.admin_policy import AdminAuthorizer, Allowed, Resource
 from services.auth.audit import audit_event, digest
 from services.auth.models import Tenant
-from services.auth.roles import clipped
 from services.auth.store import AuthStore
-
-
-def etag_of(obj: Any) -> str:
-    """The opaque etag of a mutable object: its revision."""
-    return f"r{obj.revision}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +45,8 @@ class UseCases:
             raise NotFound("tenant not found", param="tenant") from None
         return tenant
 
-    @staticmethod
-    def check_etag(obj: Any, etag: str) -> None:
-        if etag and etag != etag_of(obj):
-            raise Conflict(
-                "the object changed since it was read (etag mismatch): read it again, then retry",
-                param="etag",
-            )
-
-    @staticmethod
-    def touch(obj: Any) -> None:
-        obj.revision += 1
-        obj.updated_at = datetime.now(UTC)
+    check_etag = staticmethod(check_etag)
+    touch = staticmethod(touch)
 
     @staticmethod
     def audit(store: AuthStore, caller: Identity | None, allowed: Allowed, action: str,
@@ -70,16 +54,3 @@ class UseCases:
         store.add(audit_event(caller, action, tenant_id, object_type, object_id, before,
                               digest(after), allowed.decision_id))
 
-
-def require_mask(paths: list[str], allowed: tuple[str, ...]) -> list[str]:
-    """The update mask's paths, validated: non-empty, known, no duplicates."""
-    if not paths:
-        raise InvalidRequest(f"update_mask is required; updatable fields: {list(allowed)}",
-                             param="update_mask")
-    unknown = sorted(set(paths) - set(allowed))
-    if unknown:
-        raise InvalidRequest(
-            f"update_mask: cannot update {clipped(unknown)}; updatable fields: {list(allowed)}",
-            param="update_mask",
-        )
-    return list(dict.fromkeys(paths))

@@ -18,6 +18,7 @@ from lockgate.errors import AlreadyExists, InvalidRequest, PermissionDenied
 from lockgate.identity import Identity
 from lockgate.ids import new_id
 from lockgate.pagination import decode_cursor, encode_cursor, page_size
+from lockgate.revisions import require_mask
 from services.registry.access import (
     VISIBILITIES,
     can_manage,
@@ -164,13 +165,7 @@ class Catalog(UseCases):
 
     async def update_api(self, caller: Identity, ref: str, changes: dict[str, Any],
                          etag: str = "") -> Api:
-        if not changes:
-            raise InvalidRequest(f"update_mask is required; updatable fields: {list(API_FIELDS)}",
-                                 param="update_mask")
-        unknown = sorted(set(changes) - set(API_FIELDS))
-        if unknown:
-            raise InvalidRequest(f"update_mask: cannot update {unknown}; updatable fields: "
-                                 f"{list(API_FIELDS)}", param="update_mask")
+        require_mask(list(changes), API_FIELDS)
         async with self.sessions() as session, session.begin():
             store = ApiStore(session)
             api = await self.visible_api(store, caller, ref)

@@ -8,6 +8,7 @@ from google.protobuf.message import Message
 
 from lockgate.prompts.proto import prompt_to_proto
 from lockgate.registry.v1 import registry_service_pb2 as pb
+from lockgate.revisions import etag_of
 from lockgate.timestamps import to_timestamp
 from services.registry.models import Api, ApiVersion, AuditEvent, Subscription
 
@@ -36,7 +37,7 @@ def api_to_proto(api: Api) -> pb.Api:
         description=api.description, model_aliases=api.model_aliases,
         create_time=to_timestamp(api.created_at), owner_team_id=api.owner_team_id,
         visibility=api.visibility, shared_tenant_ids=api.shared_tenant_ids or [],
-        update_time=_ts(api.updated_at), etag=f"r{api.revision}",
+        update_time=_ts(api.updated_at), etag=etag_of(api),
     )
 
 
@@ -47,7 +48,7 @@ def version_to_proto(row: ApiVersion) -> pb.ApiVersion:
         sunset_time=_ts(row.sunset_at), successor=row.successor,
         create_time=to_timestamp(row.created_at), publish_time=_ts(row.published_at),
         deprecate_time=_ts(row.deprecated_at), retire_time=_ts(row.retired_at),
-        update_time=_ts(row.updated_at), etag=f"r{row.revision}",
+        update_time=_ts(row.updated_at), etag=etag_of(row),
     )
 
 
@@ -57,7 +58,7 @@ def subscription_to_proto(row: Subscription, api_name: str = "") -> pb.Subscript
         subscriber_tenant_id=row.subscriber_tenant_id, team_id=row.team_id, state=row.state,
         justification=row.justification, decision_reason=row.decision_reason,
         decided_by=row.decided_by, create_time=to_timestamp(row.created_at),
-        update_time=_ts(row.updated_at), etag=f"r{row.revision}",
+        update_time=_ts(row.updated_at), etag=etag_of(row),
     )
 
 

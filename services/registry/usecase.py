@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lockgate.decision_log import DecisionLog
-from lockgate.errors import Conflict, NotFound, ServiceUnavailable
+from lockgate.errors import NotFound, ServiceUnavailable
 from lockgate.identity import Identity
 from lockgate.policy import Evaluator
+from lockgate.revisions import check_etag, touch
 from services.registry import audit
 from services.registry.access import can_see
 from services.registry.models import Api, Change
@@ -24,10 +25,6 @@ log = logging.getLogger("lockgate.registry")
 
 #: One message for "no such id" and "not visible to you": ids are never confirmed.
 API_NOT_FOUND = "API not found"
-
-
-def etag_of(obj: Any) -> str:
-    return f"r{obj.revision}"
 
 
 def principal_input(caller: Identity) -> dict:
@@ -66,16 +63,8 @@ class UseCases:
             raise NotFound(API_NOT_FOUND, param="api_id")
         return api
 
-    @staticmethod
-    def check_etag(obj: Any, etag: str) -> None:
-        if etag and etag != etag_of(obj):
-            raise Conflict("the object changed since it was read (etag mismatch): read it "
-                           "again, then retry", param="etag")
-
-    @staticmethod
-    def touch(obj: Any) -> None:
-        obj.revision += 1
-        obj.updated_at = datetime.now(UTC)
+    check_etag = staticmethod(check_etag)
+    touch = staticmethod(touch)
 
     @staticmethod
     async def audit(session: AsyncSession, caller: Identity | None, action: str, tenant_id: str,

@@ -30,6 +30,7 @@ from lockgate.identity import Identity
 from lockgate.pagination import decode_cursor, encode_cursor, page_size
 from lockgate.prompts.compat import breaking_changes, parse_version
 from lockgate.prompts.spec import compile_version_spec
+from lockgate.revisions import require_mask
 from services.registry.access import can_manage, is_platform_admin
 from services.registry.audit import digest
 from services.registry.catalog import check_aliases, check_description
@@ -134,13 +135,7 @@ class Versions(UseCases):
 
     async def update_version(self, caller: Identity, ref: str, version: str,
                              changes: dict[str, Any], etag: str = "") -> ApiVersion:
-        if not changes:
-            raise InvalidRequest("update_mask is required; updatable fields: "
-                                 f"{list(VERSION_FIELDS)}", param="update_mask")
-        unknown = sorted(set(changes) - set(VERSION_FIELDS))
-        if unknown:
-            raise InvalidRequest(f"update_mask: cannot update {unknown}; updatable fields: "
-                                 f"{list(VERSION_FIELDS)}", param="update_mask")
+        require_mask(list(changes), VERSION_FIELDS)
         async with self.sessions() as session, session.begin():
             store = ApiStore(session)
             api = await self._owned_api(store, caller, ref)
