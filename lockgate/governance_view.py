@@ -37,8 +37,8 @@ class GovernanceView:
         self.prompts: dict[str, pb.PromptRoute] = {}
         self._prompt_names: dict[tuple[str, str, str], pb.PromptRoute] = {}
         self._grants: dict[str, pb.SubscriptionGrant] = {}
-        #: (team_id, api_id) -> versions granted ("" = every version)
-        self._granted: dict[tuple[str, str], set[str]] = {}
+        #: (team_id, api_id) -> {version granted ("" = every version): subscription id}
+        self._granted: dict[tuple[str, str], dict[str, str]] = {}
         self.ready = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -48,8 +48,14 @@ class GovernanceView:
         return self.aliases.get(alias)
 
     def subscribed(self, team_id: str, api_id: str, version: str) -> bool:
+        return bool(self.subscription_id(team_id, api_id, version))
+
+    def subscription_id(self, team_id: str, api_id: str, version: str) -> str:
+        """The approved subscription of a team to an API version ("" when none)."""
         versions = self._granted.get((team_id, api_id))
-        return bool(versions) and ("" in versions or version in versions)
+        if not versions:
+            return ""
+        return versions.get(version) or versions.get("", "")
 
     def prompt(self, api_ref: str, version: str, home_tenant_id: str) -> pb.PromptRoute | None:
         """A prompt API version by API id, or by name within the caller's tenant."""
@@ -82,9 +88,11 @@ class GovernanceView:
                 self._grants[grant.subscription_id] = grant
         self._prompt_names = {(p.api_tenant_id, p.api_name, p.version): p
                               for p in self.prompts.values()}
-        granted: dict[tuple[str, str], set[str]] = {}
+        granted: dict[tuple[str, str], dict[str, str]] = {}
         for grant in self._grants.values():
-            granted.setdefault((grant.team_id, grant.api_id), set()).add(grant.version)
+            granted.setdefault((grant.team_id, grant.api_id), {})[grant.version] = (
+                grant.subscription_id
+            )
         self._granted = granted
         self.revision = message.revision
         self.generation += 1

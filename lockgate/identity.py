@@ -24,6 +24,11 @@ SCOPES = "x-lockgate-scopes"
 #: The governed API (registry id) and version a call goes to; absent: ungoverned.
 API_ID = "x-lockgate-api-id"
 API_VERSION = "x-lockgate-api-version"
+#: The approved subscription the call goes through; absent: none (owner team, admins,
+#: ungoverned models).
+SUBSCRIPTION_ID = "x-lockgate-subscription-id"
+#: The model alias the request names; absent: none (the edge rate limiter keys on it).
+MODEL = "x-lockgate-model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,9 @@ class Identity:
     #: The governed API and version this call goes to ("" when ungoverned).
     api_id: str = ""
     api_version: str = ""
+    subscription_id: str = ""
+    #: The model alias the request body names ("" when none or not an inference call).
+    model: str = ""
 
     @property
     def principal(self) -> str:
@@ -72,6 +80,8 @@ def identity_from_metadata(metadata) -> Identity:
         scopes=_items(values.get(SCOPES, "")),
         api_id=values.get(API_ID, ""),
         api_version=values.get(API_VERSION, ""),
+        subscription_id=values.get(SUBSCRIPTION_ID, ""),
+        model=values.get(MODEL, ""),
     )
 
 

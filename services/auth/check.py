@@ -26,11 +26,13 @@ from lockgate.identity import (
     API_ID,
     API_VERSION,
     KEY_ID,
+    MODEL,
     MODELS,
     PREFIX,
     PRINCIPAL,
     ROLES,
     SCOPES,
+    SUBSCRIPTION_ID,
     TEAM_ID,
     TENANT_ID,
     TENANT_NAME,
@@ -130,16 +132,21 @@ class Governed:
     ready: bool
     #: An AliasBinding, or a PromptRoute for prompt API invocations (same fields).
     binding: reg_pb.AliasBinding | reg_pb.PromptRoute | None = None
-    subscribed: bool = False
+    #: The approved subscription of the caller's team ("" when none).
+    subscription_id: str = ""
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.subscription_id)
 
     @property
     def key(self) -> tuple:
         """Everything a decision depends on here (for the decision cache)."""
         if self.binding is None:
-            return (self.ready, None, self.subscribed)
+            return (self.ready, None, self.subscription_id)
         kind = type(self.binding).__name__
         return (self.ready, kind, self.binding.SerializeToString(deterministic=True),
-                self.subscribed)
+                self.subscription_id)
 
     def policy_input(self) -> dict:
         b = self.binding
@@ -231,7 +238,7 @@ class Checker:
         assert principal is not None, "policy allowed a request without a principal"
         if self.last_used is not None and principal.key_id:
             self.last_used.note(principal.key_id)
-        return _allowed(principal, headers, governed.binding)
+        return _allowed(principal, headers, governed, model)
 
     def _governed(self, principal: Principal | None, model: str,
                   prompt: tuple[str, str]) -> Governed:
@@ -247,11 +254,11 @@ class Checker:
             binding = self.governance.prompt(api_ref, version, home)
         else:
             binding = self.governance.binding(model) if model else None
-        subscribed = bool(
-            binding is not None and principal is not None and principal.team_id
-            and self.governance.subscribed(principal.team_id, binding.api_id, binding.version)
+        subscription_id = (
+            self.governance.subscription_id(principal.team_id, binding.api_id, binding.version)
+            if binding is not None and principal is not None and principal.team_id else ""
         )
-        return Governed(ready=True, binding=binding, subscribed=subscribed)
+        return Governed(ready=True, binding=binding, subscription_id=subscription_id)
 
     async def _principal(self, key: str | None, headers: dict[str, str]
                          ) -> tuple[Principal | None, str]:
@@ -306,9 +313,9 @@ def _lifecycle_headers(binding: reg_pb.AliasBinding | reg_pb.PromptRoute
     return out
 
 
-def _allowed(principal: Principal, headers: dict[str, str],
-             binding: reg_pb.AliasBinding | reg_pb.PromptRoute | None = None
-             ) -> authz.CheckResponse:
+def _allowed(principal: Principal, headers: dict[str, str], governed: Governed,
+             model: str) -> authz.CheckResponse:
+    binding = governed.binding
     identity = {
         TENANT_ID: principal.tenant_id,
         KEY_ID: principal.key_id,
@@ -320,6 +327,8 @@ def _allowed(principal: Principal, headers: dict[str, str],
         SCOPES: ",".join(principal.scopes),
         API_ID: binding.api_id if binding is not None else "",
         API_VERSION: binding.version if binding is not None else "",
+        SUBSCRIPTION_ID: governed.subscription_id,
+        MODEL: model,
     }
     # Set the identity headers that have a value; strip every other client-sent
     # x-lockgate-* header and the credential. Empty values are never sent as

@@ -39,6 +39,7 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         "principal": msg.principal,
         "api_id": msg.api_id,
         "api_version": msg.api_version,
+        "subscription_id": msg.subscription_id,
         "created_at": created,
     }
 
@@ -73,6 +74,7 @@ def entry_to_proto(row: UsageEntry) -> pb.UsageEntry:
         principal=row.principal,
         api_id=row.api_id,
         api_version=row.api_version,
+        subscription_id=row.subscription_id,
         create_time=to_timestamp(row.created_at),
     )
 

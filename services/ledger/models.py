@@ -55,4 +55,6 @@ class UsageEntry(SQLModel, table=True):
     #: The governed API (registry id) and version called; "" when ungoverned.
     api_id: str = Field(max_length=64, default="")
     api_version: str = Field(max_length=64, default="")
+    #: The approved subscription the call went through ("" when none).
+    subscription_id: str = Field(max_length=64, default="")
     created_at: datetime = Field(sa_type=DateTime(timezone=True))

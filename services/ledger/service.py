@@ -3,8 +3,11 @@ and when an API version was last called."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,8 +18,18 @@ from services.ledger.analytics import UsageRow, usage_query
 from services.ledger.models import UsageEntry
 from services.ledger.store import UsageStore
 
+log = logging.getLogger("lockgate.ledger")
+
 #: Bound on one RecordUsage batch.
 MAX_BATCH = 1000
+
+
+class UsageListener(Protocol):
+    """Told of every entry the ledger records for the first time (never of a
+    duplicate), after its transaction committed: budgets settle reservations
+    and count spend, token rate limits count tokens."""
+
+    async def usage_recorded(self, entries: Sequence[dict]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +39,13 @@ class RecordResult:
 
 
 class LedgerService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        listeners: Sequence[UsageListener] = (),
+    ):
         self.sessions = sessions
+        self.listeners = list(listeners)
 
     async def record(self, entries: list[dict]) -> RecordResult:
         """Write entries not seen before (by request_id). Safe to retry."""
@@ -45,7 +63,14 @@ class LedgerService:
             unique.setdefault(request_id, entry)
         async with self.sessions() as session, session.begin():
             inserted = await UsageStore(session).insert_new(list(unique.values()))
-        return RecordResult(inserted=inserted, duplicates=len(entries) - inserted)
+        if inserted and self.listeners:
+            new = [entry for request_id, entry in unique.items() if request_id in inserted]
+            for listener in self.listeners:
+                try:
+                    await listener.usage_recorded(new)
+                except Exception:  # the entries are durable; counters catch up on reload
+                    log.exception("usage listener failed", extra={"listener": type(listener).__name__})
+        return RecordResult(inserted=len(inserted), duplicates=len(entries) - len(inserted))
 
     async def list_usage(
         self, tenant_id: str, requested_size: int, page_token: str

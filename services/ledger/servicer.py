@@ -1,4 +1,8 @@
-"""LedgerService gRPC transport: convert, call the service, convert."""
+"""LedgerService gRPC transport: convert, call the service, convert.
+
+The service has one mixin per area, each in its own module (prices, budgets
+and admission, rate limits, call log); this module holds usage and composes them.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,22 @@ from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from lockgate.timestamps import to_timestamp
 from services.ledger.convert import entry_from_proto, entry_to_proto, usage_row_to_proto
+from services.ledger.budgets_servicer import BudgetRpcs
+from services.ledger.calls_servicer import CallLogRpcs
+from services.ledger.limits_servicer import RateLimitRpcs
+from services.ledger.prices_servicer import PriceRpcs
 from services.ledger.service import LedgerService
 
 
-class LedgerServicer(pb_grpc.LedgerServiceServicer):
-    def __init__(self, service: LedgerService):
+class LedgerServicer(
+    PriceRpcs, BudgetRpcs, RateLimitRpcs, CallLogRpcs, pb_grpc.LedgerServiceServicer
+):
+    def __init__(self, service: LedgerService, **areas):
+        """`areas`: the services of the mixins, by the attribute name each mixin reads
+        (see PriceRpcs, BudgetRpcs, RateLimitRpcs, CallLogRpcs)."""
         self.service = service
+        for name, area in areas.items():
+            setattr(self, name, area)
 
     async def RecordUsage(self, request: pb.RecordUsageRequest, context) -> pb.RecordUsageResponse:
         result = await self.service.record([entry_from_proto(e) for e in request.entries])

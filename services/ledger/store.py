@@ -63,10 +63,10 @@ class UsageStore:
     def __init__(self, session: AsyncSession):
         self.session = session
 
-    async def insert_new(self, rows: Sequence[dict]) -> int:
-        """Insert rows whose request_id is not recorded yet; returns how many were new."""
+    async def insert_new(self, rows: Sequence[dict]) -> set[str]:
+        """Insert rows whose request_id is not recorded yet; returns their request ids."""
         if not rows:
-            return 0
+            return set()
         dialect = self.session.bind.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # One cached statement, executed for many parameter sets: SQLAlchemy
@@ -74,10 +74,10 @@ class UsageStore:
         stmt = (
             insert(_TABLE)
             .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(_TABLE.c.id)
+            .returning(_TABLE.c.request_id)
         )
         result = await self.session.execute(stmt, list(rows))
-        return len(result.all())
+        return {row[0] for row in result.all()}
 
     async def list_recent(
         self, tenant_id: str, limit: int, before_id: int | None

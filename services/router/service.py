@@ -450,6 +450,7 @@ class Router:
                 principal=call.caller.principal,
                 api_id=call.caller.api_id,
                 api_version=call.caller.api_version,
+                subscription_id=call.caller.subscription_id,
             )
         )
 

@@ -56,6 +56,61 @@ class LedgerServiceStub:
                 request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.SerializeToString,
                 response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.FromString,
                 _registered_method=True)
+        self.ListPrices = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/ListPrices',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesResponse.FromString,
+                _registered_method=True)
+        self.SetPrice = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/SetPrice',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceResponse.FromString,
+                _registered_method=True)
+        self.DeletePrice = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/DeletePrice',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceResponse.FromString,
+                _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/SetBudget',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetResponse.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/ListBudgets',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/DeleteBudget',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetResponse.FromString,
+                _registered_method=True)
+        self.SetRateLimit = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/SetRateLimit',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitResponse.FromString,
+                _registered_method=True)
+        self.ListRateLimits = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/ListRateLimits',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsResponse.FromString,
+                _registered_method=True)
+        self.DeleteRateLimit = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/DeleteRateLimit',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitResponse.FromString,
+                _registered_method=True)
+        self.Admit = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/Admit',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.FromString,
+                _registered_method=True)
+        self.ListCalls = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/ListCalls',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -94,6 +149,100 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPrices(self, request, context):
+        """--- Price book -----------------------------------------------------------
+
+        The price book: the shipped list prices and the versions set by platform
+        admins, each with the date it takes effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrice(self, request, context):
+        """Adds a price version for a provider model, effective from a date (today
+        or later). Past usage keeps the price it was metered at. Platform admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePrice(self, request, context):
+        """Removes an admin-set price version that has not taken effect yet.
+        Platform admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudget(self, request, context):
+        """--- Budgets --------------------------------------------------------------
+
+        Creates or replaces the budget of one scope and period (one budget per
+        scope, scope id and period). Tenant admins for any scope of their tenant;
+        team admins for their own team.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """The caller's tenant's budgets with their current period's spend.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRateLimit(self, request, context):
+        """--- Rate limits ----------------------------------------------------------
+
+        Creates or replaces the rate limit of one scope (requests and tokens per
+        minute). Same permissions as budgets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRateLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRateLimit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Admit(self, request, context):
+        """--- Admission (internal: router -> ledger) -------------------------------
+
+        Before a provider call: reserves its most possible cost against every
+        budget that applies and checks the token rate limits. The reservation is
+        settled by the call's usage entry (RecordUsage), or expires. No REST
+        route; denied at the edge by policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCalls(self, request, context):
+        """--- Call log -------------------------------------------------------------
+
+        Calls through the edge (from Envoy's access log), newest first, each with
+        its usage entry when it was metered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +265,61 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetLastCall,
                     request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.FromString,
                     response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.SerializeToString,
+            ),
+            'ListPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrices,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'SetPrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrice,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceResponse.SerializeToString,
+            ),
+            'DeletePrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePrice,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetResponse.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetResponse.SerializeToString,
+            ),
+            'SetRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRateLimit,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitResponse.SerializeToString,
+            ),
+            'ListRateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRateLimits,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsResponse.SerializeToString,
+            ),
+            'DeleteRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRateLimit,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitResponse.SerializeToString,
+            ),
+            'Admit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Admit,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.SerializeToString,
+            ),
+            'ListCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalls,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +432,303 @@ class LedgerService:
             '/lockgate.ledger.v1.LedgerService/GetLastCall',
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallRequest.SerializeToString,
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.GetLastCallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/ListPrices',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/SetPrice',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetPriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/DeletePrice',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeletePriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/SetBudget',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/ListBudgets',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/DeleteBudget',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/SetRateLimit',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.SetRateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/ListRateLimits',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListRateLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/DeleteRateLimit',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.DeleteRateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Admit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/Admit',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/ListCalls',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

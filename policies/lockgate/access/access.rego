@@ -42,6 +42,9 @@
 #   internal_services: {"pkg.Service": true}          no method of it is callable from outside
 #   platform_services: {"pkg.Service": true}          needs the platform_admin role (gateway-wide
 #                                                     operations, not tenant data)
+#   method_roles:      {"/pkg.Service/Method": ["tenant_admin", …]}  needs one of these roles
+#                                                     (the service still scopes the call,
+#                                                     e.g. a team admin to their own team)
 #   service_scopes:    {"pkg.Service": "inference"}   the key scope a service needs
 #
 # The admin API (AuthService) is open to every role here: its own policy,
@@ -88,6 +91,8 @@ decision := _deny(401, "missing_api_key", "You didn't provide an API key. Send i
 } else := _deny(403, "insufficient_role", concat("", [_service, " needs the role platform_admin."])) if {
 	data.lockgate.access.platform_services[_service]
 	not "platform_admin" in input.principal.roles
+} else := _deny(403, "insufficient_role", concat("", [input.request.method, " needs one of the roles ", concat(", ", data.lockgate.access.method_roles[input.request.method]), "."])) if {
+	_lacks_method_role
 } else := _deny(403, "scope_not_allowed", concat("", ["This API key is not scoped for ", _service, " (it needs the scope ", _needed_scope, ")."])) if {
 	_scope_missing
 } else := _deny(403, "model_not_allowed", concat("", ["This API key may not use the model `", input.request.model, "`."])) if {
@@ -114,6 +119,11 @@ _service := split(input.request.method, "/")[1]
 _internal if data.lockgate.access.internal_methods[input.request.method]
 
 _internal if data.lockgate.access.internal_services[_service]
+
+_lacks_method_role if {
+	needed := data.lockgate.access.method_roles[input.request.method]
+	count({role | some role in needed; role in input.principal.roles}) == 0
+}
 
 _needed_scope := object.get(data.lockgate.access.service_scopes, _service, "")
 

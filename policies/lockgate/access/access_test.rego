@@ -134,6 +134,37 @@ test_record_usage_is_internal_even_for_admins if {
 	contains(d.reason, "/lockgate.ledger.v1.LedgerService/RecordUsage")
 }
 
+test_admit_is_internal if {
+	_decide(_platform_admin, _method("/lockgate.ledger.v1.LedgerService/Admit"), _present).code == "internal_method"
+}
+
+# -- 403: methods that need one of some roles ----------------------------------------------
+
+test_price_changes_need_a_platform_admin if {
+	d := _decide(object.union(_developer, {"roles": ["tenant_admin"]}), _method("/lockgate.ledger.v1.LedgerService/SetPrice"), _present)
+	d.allow == false
+	d.status == 403
+	d.code == "insufficient_role"
+	d.reason == "/lockgate.ledger.v1.LedgerService/SetPrice needs one of the roles platform_admin."
+	_decide(_platform_admin, _method("/lockgate.ledger.v1.LedgerService/SetPrice"), _present).allow == true
+	_decide(_developer, _method("/lockgate.ledger.v1.LedgerService/ListPrices"), _present).allow == true
+}
+
+test_budgets_and_limits_need_an_admin_role if {
+	every method in ["SetBudget", "DeleteBudget", "SetRateLimit", "DeleteRateLimit"] {
+		full := concat("", ["/lockgate.ledger.v1.LedgerService/", method])
+		_decide(_developer, _method(full), _present).code == "insufficient_role"
+		_decide(object.union(_developer, {"roles": ["viewer", "team_admin"]}), _method(full), _present).allow == true
+		_decide(object.union(_developer, {"roles": ["tenant_admin"]}), _method(full), _present).allow == true
+	}
+}
+
+test_budget_and_limit_reads_are_open_to_every_role if {
+	_decide(_developer, _method("/lockgate.ledger.v1.LedgerService/ListBudgets"), _present).allow == true
+	_decide(_developer, _method("/lockgate.ledger.v1.LedgerService/ListRateLimits"), _present).allow == true
+	_decide(_developer, _method("/lockgate.ledger.v1.LedgerService/ListCalls"), _present).allow == true
+}
+
 test_other_ledger_methods_are_not_internal if {
 	_decide(_developer, _method("/lockgate.ledger.v1.LedgerService/ListUsage"), _present).allow == true
 }
