@@ -6,7 +6,8 @@ S1 (unary chat): wrk at concurrency 1 and 50 against
 Both in the same run on the same machine, so the ratio is what counts.
 S2 (first cut): concurrent paced SSE streams, direct vs governed: completion
   and time-to-first-token overhead (bench/streaming.py).
-S3 (first cut): ledger ingestion, entries/s into SQLite and PostgreSQL.
+S3: ledger ingestion, sustained entries/s through RecordUsage into a ledger
+  process on SQLite and on PostgreSQL, one and four senders (bench/ledger_ingest.py).
 S4: access policy decision and ext_authz Check latency (in process, cached and
   uncached, and over gRPC against a bare health check; bench/check_latency.py).
 Writes bench/results/latest.json and a dated copy.
@@ -63,6 +64,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams of S2")
+    parser.add_argument("--ingest-seconds", type=float, default=10.0,
+                        help="S3: measured seconds per backend and sender count")
     parser.add_argument("--check-seconds", type=float, default=5.0,
                         help="S4: seconds of health and of Check calls per gRPC concurrency")
     args = parser.parse_args()
@@ -100,7 +103,7 @@ def main() -> int:
             stack.admin_key, streams=args.streams,
         )
         print(json.dumps(results["s2_streaming"]))
-    results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run())
+    results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run(seconds=args.ingest_seconds))
     print(json.dumps(results["s3_ledger_ingest"]))
     # After the stack is down: S4 runs its own auth service and client in-process.
     results["s4_check_latency"] = check_latency.run(seconds=args.check_seconds)

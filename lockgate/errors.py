@@ -45,6 +45,8 @@ class LockgateError(Exception):
     #: Seconds the caller should wait before retrying (sent as Retry-After),
     #: when known; set on rate limits and on upstream failures that carry one.
     retry_after: float | None = None
+    #: Extra response headers for the caller (e.g. x-ratelimit-* on a 429).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
         super().__init__(message)

@@ -4,11 +4,17 @@ Money is Decimal (USD per million tokens here; the ledger converts to
 integer micro-USD), never float. A model has effective-dated versions; `at()`
 picks the newest one in force on a date, so a price change is a new entry,
 not an edit, and past usage keeps its price.
+
+The router prices calls from a book that merges the shipped file with the
+versions platform admins set through the ledger (services/router/price_sync.py);
+`amount()` is the check every admin-set amount passes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
@@ -18,6 +24,17 @@ import yaml
 
 PRICE_FILE = Path(__file__).parent / "data" / "prices.yaml"
 _MILLION = Decimal(1_000_000)
+
+#: Provider types a price is kept for: the router's (services/router/config.py
+#: ProviderType; a unit test keeps them equal).
+PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "mistral")
+#: Bound on one amount, USD per million tokens: far above any list price, low
+#: enough that a misplaced decimal point is refused.
+MAX_USD_PER_MTOK = Decimal(10_000)
+#: Amounts are exact to 1e-6 USD per million tokens (1e-12 USD per token).
+MAX_DECIMAL_PLACES = 6
+#: Plain decimal notation: no sign, exponent, NaN or infinity.
+_PLAIN = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,24})?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +66,34 @@ class Price:
 
 
 class PriceBook:
+    """Effective-dated prices keyed by "<provider type>/<provider model>"."""
+
     def __init__(self, versions: dict[str, list[Price]]):
         self._versions = {k: sorted(v, key=lambda p: p.since) for k, v in versions.items()}
+
+    def versions(self) -> Iterator[tuple[str, str, Price]]:
+        """(provider type, model, price) of every version, by key then date."""
+        for key in sorted(self._versions):
+            provider, _, model = key.partition("/")
+            for price in self._versions[key]:
+                yield provider, model, price
+
+    def merged(self, overrides: dict[str, list[Price]]) -> PriceBook:
+        """This book plus `overrides`; an override replaces the version of the
+        same model and date."""
+        merged: dict[str, dict[dt.date, Price]] = {
+            key: {p.since: p for p in prices} for key, prices in self._versions.items()
+        }
+        for key, prices in overrides.items():
+            by_date = merged.setdefault(key, {})
+            for price in prices:
+                by_date[price.since] = price
+        return PriceBook({key: list(by_date.values()) for key, by_date in merged.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PriceBook) and self._versions == other._versions
+
+    __hash__ = None  # type: ignore[assignment]  (mutable-looking; compared, never hashed)
 
     def at(self, provider_type: str, model: str, day: dt.date | None = None) -> Price | None:
         """The price in force on `day` (today by default), or None if unknown."""
@@ -73,6 +116,28 @@ def _decimal(value: object, where: str) -> Decimal:
     if result < 0 or not result.is_finite():
         raise ValueError(f"{where}: must be a non-negative number")
     return result
+
+
+def amount(text: str) -> Decimal:
+    """An admin-set amount (USD per million tokens) from its decimal text: finite,
+    0 <= x <= MAX_USD_PER_MTOK, at most MAX_DECIMAL_PLACES decimals. ValueError
+    with a user-facing reason otherwise."""
+    value = text.strip() if isinstance(text, str) else ""
+    if value.startswith("-"):
+        raise ValueError(f"{text!r} is negative")
+    if not _PLAIN.match(value):
+        raise ValueError(f"{text!r} is not a decimal number like 2.50")
+    result = Decimal(value)
+    if result > MAX_USD_PER_MTOK:
+        raise ValueError(f"{text!r} is above the bound of {MAX_USD_PER_MTOK} USD per million tokens")
+    if -result.normalize().as_tuple().exponent > MAX_DECIMAL_PLACES:
+        raise ValueError(f"{text!r} has more than {MAX_DECIMAL_PLACES} decimal places")
+    return result
+
+
+def amount_text(value: Decimal) -> str:
+    """The canonical text of an amount: plain notation, no trailing zeros ("2.5", "10")."""
+    return format(value.normalize(), "f")
 
 
 def price_from(entry: dict, where: str) -> Price:

@@ -26,7 +26,8 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 
 HEADERS = ("NAME", "ID", "KIND", "OWNER TEAM", "VISIBILITY", "ALIASES", "CREATED", "ETAG")
 AUDIT_HEADERS = ("SEQ", "TIME", "ACTION", "OBJECT TYPE", "OBJECT ID", "ACTOR", "DECISION")
-UPDATE_FLAGS = ("--description", "--visibility", "--share-with", "--no-share")
+UPDATE_FLAGS = ("--description", "--visibility", "--share-with", "--no-share", "--log-bodies",
+                "--no-log-bodies")
 
 
 # -- calls (shared by the registry commands) --------------------------------------------
@@ -138,6 +139,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         " (repeatable)")
     create.add_argument("--alias", dest="aliases", action="append", default=None, metavar="A",
                         help="model APIs: a model alias for a draft version v1 (repeatable)")
+    create.add_argument("--log-bodies", action="store_true",
+                        help="keep the redacted request and response bodies of its calls in"
+                        " the call log (`lockgate calls`)")
     create.set_defaults(handler=run_create)
 
     update = actions.add_parser("update", help="change an API (only the flags given)")
@@ -150,6 +154,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="replaces the tenants it is shared with (repeatable)")
     update.add_argument("--no-share", action="store_true",
                         help="share with no other tenant (clears the list)")
+    bodies = update.add_mutually_exclusive_group()
+    bodies.add_argument("--log-bodies", dest="log_bodies", action="store_const", const=True,
+                        default=None,
+                        help="keep redacted request and response bodies of its calls")
+    bodies.add_argument("--no-log-bodies", dest="log_bodies", action="store_const",
+                        const=False, help="stop keeping bodies of its calls")
     admin.add_etag(update)
     update.set_defaults(handler=run_update)
 
@@ -188,6 +198,7 @@ def format_api(a) -> str:
     pairs += [
         ("Description", a.description or "-"),
         ("Model aliases", admin.joined(a.model_aliases)),
+        ("Log bodies", "yes" if a.log_bodies else "no"),
         ("Created", admin.when(a, "create_time")), ("Updated", admin.when(a, "update_time")),
         ("Etag", a.etag),
     ]
@@ -244,7 +255,7 @@ def create_request(args: argparse.Namespace, owner_team_id: str | None = None):
         name=args.name, kind=kind_value(args.kind), description=args.description,
         model_aliases=aliases,
         owner_team_id=args.owner_team if owner_team_id is None else owner_team_id,
-        visibility=args.visibility, shared_tenant_ids=shared,
+        visibility=args.visibility, shared_tenant_ids=shared, log_bodies=args.log_bodies,
     )
 
 
@@ -263,6 +274,9 @@ def update_request(args: argparse.Namespace):
     if args.share_with is not None or args.no_share:
         patch.shared_tenant_ids.extend(_tenant_ids(args.share_with))
         paths.append("shared_tenant_ids")
+    if args.log_bodies is not None:
+        patch.log_bodies = args.log_bodies
+        paths.append("log_bodies")
     if not paths:
         raise admin.nothing_to_update(UPDATE_FLAGS)
     return request

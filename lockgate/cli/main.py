@@ -9,9 +9,13 @@ from collections.abc import Sequence
 from lockgate.cli import (
     apis,
     audit,
+    budgets,
+    calls,
     down,
     keys,
+    limits,
     policy,
+    prices,
     routes,
     service_accounts,
     sim,
@@ -28,8 +32,9 @@ from lockgate.cli import (
 from lockgate.cli.errors import CliError
 
 COMMANDS = (
-    up, down, status, whoami, tenants, teams, users, service_accounts, keys, audit, usage,
-    routes, policy, sim, apis, versions, subscriptions,
+    up, down, status, whoami, tenants, teams, users, service_accounts, keys, audit, usage, calls,
+    routes, policy, sim, apis, versions, subscriptions, limits, prices,
+    budgets,
 )
 
 

@@ -27,7 +27,10 @@ def layout_from(args: argparse.Namespace, **overrides: object):
         raise CliError(str(exc), 2) from None
 
 
-def add_gateway_options(parser: argparse.ArgumentParser) -> None:
+def add_gateway_options(parser: argparse.ArgumentParser, key_flag: str = "--key") -> None:
+    """--data-dir, --url, the admin key flag and --timeout. Commands whose own
+    `--key` names a key they act on (budgets and limits set) pass
+    key_flag="--admin-key"."""
     add_data_dir(parser)
     parser.add_argument(
         "--url", default=None,
@@ -35,7 +38,7 @@ def add_gateway_options(parser: argparse.ArgumentParser) -> None:
         " default: the running stack's, else 127.0.0.1:8080)",
     )
     parser.add_argument(
-        "--key", default=None,
+        key_flag, dest="key", default=None,
         help="admin API key (env LOCKGATE_KEY; default: <data dir>/admin.key)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")

@@ -29,6 +29,7 @@ DIMENSIONS = (
     "principal",
     "api_id",
     "api_version",
+    "subscription_id",
 )
 BUCKETS = ("minute", "hour", "day")
 MEASURES = ("requests", "input_tokens", "output_tokens", "total_tokens", "errors", "cost")

@@ -37,6 +37,7 @@ DIMENSIONS = (
     "principal",
     "api_id",
     "api_version",
+    "subscription_id",
 )
 BUCKETS = ("minute", "hour", "day")
 #: Measures rows can be ordered by (largest first).

@@ -1,7 +1,70 @@
-"""LedgerService RPCs SetBudget, ListBudgets, DeleteBudget and Admit: convert, call the service, convert."""
+"""LedgerService RPCs SetBudget, ListBudgets, DeleteBudget and Admit: convert,
+call the service, convert."""
 
 from __future__ import annotations
 
+from lockgate.identity import identity_from_metadata
+from lockgate.ledger.v1 import ledger_service_pb2 as pb
+from lockgate.timestamps import to_timestamp
+from services.ledger.admission import Gate
+from services.ledger.budgets import BudgetBook, BudgetView
+from services.ledger.scopes import CallScopes
+
+
+def budget_to_proto(view: BudgetView) -> pb.Budget:
+    b = view.budget
+    out = pb.Budget(
+        budget_id=b.budget_id, scope=b.scope, scope_id=b.scope_id,
+        amount_micro_usd=b.amount_micro_usd, period=b.period, timezone=b.timezone, hard=b.hard,
+        spent_micro_usd=view.level.spent, reserved_micro_usd=view.level.reserved,
+        create_time=to_timestamp(b.created_at), update_time=to_timestamp(b.updated_at),
+    )
+    if view.period.start is not None:
+        out.period_start.CopyFrom(to_timestamp(view.period.start))
+        out.period_end.CopyFrom(to_timestamp(view.period.end))
+    return out
+
 
 class BudgetRpcs:
-    """Mixin of LedgerServicer."""
+    """Mixin of LedgerServicer; reads `self.budgets` (BudgetBook) and `self.gate` (Gate)."""
+
+    budgets: BudgetBook
+    gate: Gate
+
+    async def SetBudget(self, request: pb.SetBudgetRequest, context) -> pb.SetBudgetResponse:
+        caller = identity_from_metadata(context.invocation_metadata())
+        view = await self.budgets.set(
+            caller, scope=request.scope, scope_id=request.scope_id,
+            amount_micro_usd=request.amount_micro_usd, period=request.period,
+            timezone=request.timezone, hard=request.hard,
+        )
+        return pb.SetBudgetResponse(budget=budget_to_proto(view))
+
+    async def ListBudgets(self, request: pb.ListBudgetsRequest, context) -> pb.ListBudgetsResponse:
+        caller = identity_from_metadata(context.invocation_metadata())
+        views = await self.budgets.list(caller, request.scope, request.scope_id)
+        return pb.ListBudgetsResponse(budgets=[budget_to_proto(v) for v in views])
+
+    async def DeleteBudget(self, request: pb.DeleteBudgetRequest, context
+                           ) -> pb.DeleteBudgetResponse:
+        caller = identity_from_metadata(context.invocation_metadata())
+        await self.budgets.delete(caller, request.budget_id)
+        return pb.DeleteBudgetResponse()
+
+    async def Admit(self, request: pb.AdmitRequest, context) -> pb.AdmitResponse:
+        # Internal (router -> ledger; denied at the edge): the scopes come in the request.
+        scopes = CallScopes(
+            tenant_id=request.tenant_id, team_id=request.team_id, key_id=request.key_id,
+            subscription_id=request.subscription_id, alias=request.alias,
+        )
+        result = await self.gate.admit(
+            request.request_id, scopes, max_cost_micro_usd=request.max_cost_micro_usd,
+            estimated_tokens=request.estimated_tokens,
+            ttl_seconds=request.reservation_ttl_seconds,
+        )
+        return pb.AdmitResponse(
+            admitted=result.admitted, code=result.code, message=result.message,
+            retry_after_seconds=result.retry_after_seconds, token_limit=result.token_limit,
+            token_remaining=result.token_remaining, token_reset_ms=result.token_reset_ms,
+            unrestricted_ttl_ms=result.unrestricted_ttl_ms,
+        )

@@ -41,6 +41,9 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         "api_version": msg.api_version,
         "subscription_id": msg.subscription_id,
         "created_at": created,
+        # Taken out by LedgerService.record() into call_bodies.
+        "request_body": msg.request_body,
+        "response_body": msg.response_body,
     }
 
 

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from lockgate.errors import InvalidRequest
 from lockgate.pagination import decode_cursor, page_of, page_size
 from services.ledger.analytics import UsageRow, usage_query
+from services.ledger.call_bodies import pop_bodies, store_bodies
 from services.ledger.models import UsageEntry
 from services.ledger.store import UsageStore
 
@@ -61,8 +62,10 @@ class LedgerService:
             if entry.get("created_at") is None:
                 entry["created_at"] = datetime.now(UTC)
             unique.setdefault(request_id, entry)
+        bodies = pop_bodies(unique.values())  # to call_bodies, never to usage_entries
         async with self.sessions() as session, session.begin():
             inserted = await UsageStore(session).insert_new(list(unique.values()))
+            await store_bodies(session, bodies, inserted)
         if inserted and self.listeners:
             new = [entry for request_id, entry in unique.items() if request_id in inserted]
             for listener in self.listeners:

@@ -12,9 +12,9 @@ from lockgate.identity import identity_from_metadata
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from lockgate.timestamps import to_timestamp
-from services.ledger.convert import entry_from_proto, entry_to_proto, usage_row_to_proto
 from services.ledger.budgets_servicer import BudgetRpcs
 from services.ledger.calls_servicer import CallLogRpcs
+from services.ledger.convert import entry_from_proto, entry_to_proto, usage_row_to_proto
 from services.ledger.limits_servicer import RateLimitRpcs
 from services.ledger.prices_servicer import PriceRpcs
 from services.ledger.service import LedgerService

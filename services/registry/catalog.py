@@ -40,7 +40,7 @@ MAX_ALIASES = 100
 MAX_ALIAS_LENGTH = 256
 MAX_SHARED = 100
 MAX_QUERY = 200
-API_FIELDS = ("description", "visibility", "shared_tenant_ids")
+API_FIELDS = ("description", "visibility", "shared_tenant_ids", "log_bodies")
 
 
 def check_aliases(aliases: list[str]) -> list[str]:
@@ -79,6 +79,7 @@ class Catalog(UseCases):
     async def create_api(
         self, caller: Identity, name: str, kind: str, description: str, aliases: list[str],
         owner_team_id: str = "", visibility: str = "", shared: list[str] | None = None,
+        log_bodies: bool = False,
     ) -> Api:
         """Add an API to the catalog, owned by a team (default: the caller's)."""
         if not NAME_PATTERN.fullmatch(name):  # fullmatch: `$` would accept a trailing newline
@@ -107,7 +108,8 @@ class Catalog(UseCases):
         now = datetime.now(UTC)
         api = Api(id=new_id("api"), tenant_id=caller.tenant_id, name=name, kind=kind,
                   description=description, model_aliases=[], created_at=now, updated_at=now,
-                  owner_team_id=team, visibility=visibility, shared_tenant_ids=shared)
+                  owner_team_id=team, visibility=visibility, shared_tenant_ids=shared,
+                  log_bodies=bool(log_bodies))
         try:
             async with self.sessions() as session, session.begin():
                 store = ApiStore(session)
@@ -176,6 +178,9 @@ class Catalog(UseCases):
             before = digest(api)
             if "description" in changes:
                 api.description = check_description(changes["description"])
+            if "log_bodies" in changes:
+                # The watch stream carries it to the router (change() below).
+                api.log_bodies = bool(changes["log_bodies"])
             visibility = changes.get("visibility", api.visibility)
             shared = changes.get("shared_tenant_ids", api.shared_tenant_ids or [])
             if visibility != "shared" and "shared_tenant_ids" not in changes:

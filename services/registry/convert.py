@@ -37,7 +37,7 @@ def api_to_proto(api: Api) -> pb.Api:
         description=api.description, model_aliases=api.model_aliases,
         create_time=to_timestamp(api.created_at), owner_team_id=api.owner_team_id,
         visibility=api.visibility, shared_tenant_ids=api.shared_tenant_ids or [],
-        update_time=_ts(api.updated_at), etag=etag_of(api),
+        update_time=_ts(api.updated_at), etag=etag_of(api), log_bodies=api.log_bodies,
     )
 
 

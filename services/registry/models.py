@@ -42,6 +42,8 @@ class Api(SQLModel, table=True):
     shared_tenant_ids: list[str] = Field(default_factory=list, sa_type=JSON)
     updated_at: datetime | None = Field(default=None, sa_type=_TS)
     revision: int = Field(default=1)
+    #: Calls keep their redacted request and response bodies in the ledger's call log.
+    log_bodies: bool = Field(default=False)
 
 
 class ApiVersion(SQLModel, table=True):

@@ -13,6 +13,7 @@ API_READERS = {
     "description": lambda p: p.description,
     "visibility": lambda p: p.visibility,
     "shared_tenant_ids": lambda p: list(p.shared_tenant_ids),
+    "log_bodies": lambda p: p.log_bodies,
 }
 VERSION_READERS = {
     "description": lambda p: p.description,
@@ -44,7 +45,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         api = await self.catalog.create_api(
             _caller(context), request.name, c.kind_from_proto(request.kind),
             request.description, list(request.model_aliases), request.owner_team_id,
-            request.visibility, list(request.shared_tenant_ids),
+            request.visibility, list(request.shared_tenant_ids), log_bodies=request.log_bodies,
         )
         return pb.CreateApiResponse(api=c.api_to_proto(api))
 

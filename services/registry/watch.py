@@ -43,6 +43,7 @@ def bindings_of(api: Api, versions: list[ApiVersion]) -> dict[str, pb.AliasBindi
                 sunset_time=to_timestamp(v.sunset_at) if v.sunset_at else None,
                 successor=v.successor,
                 deprecate_time=to_timestamp(v.deprecated_at) if v.deprecated_at else None,
+                log_bodies=api.log_bodies,
             )
     return found
 
@@ -58,6 +59,7 @@ def prompts_of(api: Api, versions: list[ApiVersion]) -> dict[str, pb.PromptRoute
             sunset_time=to_timestamp(v.sunset_at) if v.sunset_at else None,
             successor=v.successor,
             deprecate_time=to_timestamp(v.deprecated_at) if v.deprecated_at else None,
+            log_bodies=api.log_bodies,
         )
     return found
 

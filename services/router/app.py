@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 from pydantic_settings import SettingsConfigDict
@@ -12,21 +13,25 @@ from lockgate.decision_log import DecisionLog
 from lockgate.governance_view import GovernanceView
 from lockgate.grpc_server import GrpcService
 from lockgate.policy_source import build_policy
-from lockgate.prices import shipped_price_book
+from lockgate.prices import PriceBook
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import PolicySettings
 from services.router import tokens
 from services.router.admin import RouterAdminServicer
+from services.router.admission import AdmissionClient
 from services.router.cache import build_cache
+from services.router.call_bodies import BodyLog
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
 from services.router.health import HealthBoard
 from services.router.metering import UsageRecorder
+from services.router.price_sync import PriceSync
 from services.router.prompt_api import PromptApis
 from services.router.reload import GENERATION, ConfigWatcher
 from services.router.routing_policy import RoutingPolicy
 from services.router.service import Router
 from services.router.servicer import RouterServicer
+from services.router.spool import fsync_interval
 from services.router.table import TableHolder, build_table
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
@@ -44,8 +49,22 @@ class RouterSettings(PolicySettings):
     #: Bound of the usage spool (entries the ledger has not acknowledged yet);
     #: when it is full the router answers 503 instead of serving unmetered calls.
     max_usage_spool_bytes: int = 1 << 30
+    #: How often spooled usage entries are flushed to disk, in ms: a power loss can
+    #: take the entries of the last interval (0: every entry; negative: never,
+    #: which still survives a crash of the router process). See spool.py.
+    spool_fsync_interval_ms: int = 100
+    #: Seconds between reads of the ledger's price book (admin-set prices); 0: never
+    #: (the shipped list prices only).
+    price_refresh_seconds: float = 30.0
     #: Seconds between checks of the gateway config file for changes (0: never).
     config_reload_interval: float = 1.0
+    #: When the ledger cannot answer an admission check (budgets, token limits):
+    #: "open" lets the call through unchecked, "closed" answers 503.
+    admission_failure_mode: Literal["open", "closed"] = "open"
+    #: How long an admission check may take before the failure mode applies.
+    admission_timeout_seconds: float = 1.0
+    #: Output tokens a budget reservation assumes when a request sets no max_tokens.
+    default_max_output_tokens: int = 4096
     #: The registry, whose watch stream carries the prompt APIs the router invokes
     #: (empty: no prompt APIs).
     registry_address: str = ""
@@ -71,6 +90,11 @@ class RouterApp:
             settings.ledger_address,
             settings.data_dir / "spool",
             max_spool_bytes=settings.max_usage_spool_bytes,
+            fsync_interval=fsync_interval(settings.spool_fsync_interval_ms),
+        )
+        # Admin-set prices from the ledger: a new book swaps in a table priced with it.
+        self.price_sync = PriceSync(
+            self.recorder.stub, self.apply_prices, interval=settings.price_refresh_seconds
         )
         self.server: GrpcService | None = None
 
@@ -82,7 +106,7 @@ class RouterApp:
             read_bufsize=1 << 20,  # one SSE line may be large (tool arguments, images)
         )
         self.tables = TableHolder(
-            build_table(self.config, 1, self.session, self.health, shipped_price_book())
+            build_table(self.config, 1, self.session, self.health, self.price_sync.book)
         )
         GENERATION.set(1)
         self.decisions = (
@@ -92,6 +116,12 @@ class RouterApp:
         self.router = router = Router(
             self.tables, self.recorder, RoutingPolicy(self.policy, decision_log=self.decisions),
             build_cache(self.config.routing.cache),
+            AdmissionClient(
+                self.recorder.channel,
+                failure_mode=self.settings.admission_failure_mode,
+                timeout_seconds=self.settings.admission_timeout_seconds,
+                default_max_output_tokens=self.settings.default_max_output_tokens,
+            ),
         )
         # The tokenizer takes ~0.5 s to load: not on the first request that needs it.
         await asyncio.to_thread(tokens.encoding)
@@ -106,6 +136,8 @@ class RouterApp:
         governance = (GovernanceView(self.settings.registry_address, "router")
                       if self.settings.registry_address else None)
         prompts = PromptApis(governance)
+        # Bodies of calls to APIs that opted in (the registry says which), redacted.
+        router.body_log = BodyLog(governance, self.config.call_log)
 
         def register(server) -> list[str]:
             pb_grpc.add_RouterServiceServicer_to_server(RouterServicer(router, prompts), server)
@@ -115,6 +147,7 @@ class RouterApp:
         self.server = GrpcService("router", self.settings, register)
         # Hot reload of the gateway config and of the routing policy.
         self.server.background += [self.watcher, self.policy]
+        self.server.background.append(self.price_sync)  # admin-set prices
         if governance is not None:
             self.server.background.append(governance)  # prompt APIs from the registry
         if self.decisions is not None:
@@ -129,7 +162,7 @@ class RouterApp:
         assert self.tables is not None and self.session is not None
         current = self.tables.current
         self.tables.current = build_table(
-            config, current.generation + 1, self.session, self.health, shipped_price_book(),
+            config, current.generation + 1, self.session, self.health, self.price_sync.book,
             previous=current,
         )
         if config.routing.cache != self.config.routing.cache and self.router is not None:
@@ -138,7 +171,20 @@ class RouterApp:
                 task = asyncio.get_running_loop().create_task(old.close())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
+        if self.router is not None and self.router.body_log is not None:
+            self.router.body_log.configure(config.call_log)
         self.config = config
+        GENERATION.set(self.tables.current.generation)
+
+    def apply_prices(self, book: PriceBook) -> None:
+        """Swap in a table priced with `book` (in-flight calls keep the old one)."""
+        if self.tables is None or self.session is None:
+            return  # not serving yet: the first table is built with the sync's book
+        current = self.tables.current
+        self.tables.current = build_table(
+            self.config, current.generation + 1, self.session, self.health, book,
+            previous=current,
+        )
         GENERATION.set(self.tables.current.generation)
 
     async def close(self) -> None:

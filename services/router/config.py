@@ -16,6 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.router.call_bodies import CallLogConfig
+
 DEFAULT_CONFIG = Path(__file__).parent / "default_gateway.yaml"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -218,6 +220,8 @@ class GatewayConfig(_Strict):
     deployments: dict[str, DeploymentConfig]
     models: dict[str, AliasConfig]
     routing: RoutingSettings = RoutingSettings()
+    #: Bodies of APIs that opted in to body logging: PII patterns and size bound.
+    call_log: CallLogConfig = CallLogConfig()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

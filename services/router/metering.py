@@ -31,6 +31,30 @@ USAGE_PENDING = Gauge(
     "lockgate_router_usage_pending_bytes", "Spooled usage bytes not yet acknowledged by the ledger"
 )
 USAGE_SEND_ERRORS = Counter("lockgate_router_usage_send_errors_total", "Failed RecordUsage calls")
+#: Bound on one RecordUsage message: entries carrying logged bodies are large, and
+#: the ledger accepts messages up to 8 MiB.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Reconnect to a ledger that came back within 2 s (gRPC's default backoff grows to
+#: 120 s: after a long outage, usage would wait minutes for the next attempt).
+LEDGER_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def by_size(records: list[bytes], max_bytes: int = MAX_REQUEST_BYTES) -> list[list[bytes]]:
+    """Consecutive groups of records whose sizes add up to at most max_bytes
+    (a larger record goes alone)."""
+    groups: list[list[bytes]] = []
+    size = 0
+    for record in records:
+        if not groups or size + len(record) + 16 > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += len(record) + 16  # field tag and length prefix, generously
+    return groups
 
 
 class UsageRecorder:
@@ -42,10 +66,14 @@ class UsageRecorder:
         batch_size: int = 500,
         flush_interval: float = 0.1,
         max_spool_bytes: int = 1 << 30,
+        fsync_interval: float | None = None,
     ):
-        self.channel = grpc.aio.insecure_channel(ledger_address)
+        self.channel = grpc.aio.insecure_channel(ledger_address, options=LEDGER_CHANNEL_OPTIONS)
         self.stub = ledger_grpc.LedgerServiceStub(self.channel)
-        self.spool = UsageSpool(spool_dir, max_bytes=max_spool_bytes)
+        # fsync_interval: how often spooled entries are flushed to disk (spool.py).
+        self.spool = UsageSpool(
+            spool_dir, max_bytes=max_spool_bytes, fsync_interval=fsync_interval
+        )
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self._unsent = 0  # records appended since the last read (a hint for waking early)
@@ -103,9 +131,14 @@ class UsageRecorder:
                 if self._closing:
                     return
                 continue
-            batch = [ledger_pb.UsageEntry.FromString(r) for r in records]
             try:
-                await self.stub.RecordUsage(ledger_pb.RecordUsageRequest(entries=batch), timeout=10)
+                # A part the ledger took is resent after a later part fails: harmless,
+                # the ledger ignores request ids it already has.
+                for part in by_size(records):
+                    batch = [ledger_pb.UsageEntry.FromString(r) for r in part]
+                    await self.stub.RecordUsage(
+                        ledger_pb.RecordUsageRequest(entries=batch), timeout=10
+                    )
             except grpc.aio.AioRpcError as exc:
                 USAGE_SEND_ERRORS.inc()
                 log.warning("ledger unavailable, will retry", extra={"code": exc.code().name})
@@ -116,7 +149,7 @@ class UsageRecorder:
                 continue
             backoff = 0.1
             self.spool.commit(cursor)
-            USAGE_SENT.inc(len(batch))
+            USAGE_SENT.inc(len(records))
             USAGE_PENDING.set(self.spool.pending_bytes)
             if len(records) == self.batch_size:
                 self._unsent = self.batch_size  # more may be waiting: no pause

@@ -43,6 +43,7 @@ from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.metrics import Counter
 from lockgate.prices import Price
 from services.router import strategies
+from services.router.admission import AdmissionClient
 from services.router.cache import (
     IncompleteStream,
     ResponseCache,
@@ -53,6 +54,7 @@ from services.router.cache import (
     may_store,
     should_bypass,
 )
+from services.router.call_bodies import BodyCapture, BodyLog
 from services.router.config import AliasConfig, RetryConfig, TimeoutsConfig
 from services.router.convert import token_usage
 from services.router.estimates import (
@@ -108,6 +110,10 @@ class Call:
     cache_control: str | None = None
     #: "" (the alias does not cache), "hit", "miss" or "bypass".
     cache_status: str = ""
+    #: Headers for the caller decided before the provider call (x-ratelimit-*-tokens).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: What the call sent and got back, when its API opted in to body logging.
+    bodies: BodyCapture | None = None
 
     @property
     def cache_hit(self) -> bool:
@@ -142,16 +148,22 @@ class Router:
         recorder: UsageRecorder,
         policy: RoutingPolicy | None = None,
         cache: ResponseCache | None = None,
+        admission: AdmissionClient | None = None,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        body_log: BodyLog | None = None,
     ):
         self.tables = tables
         self.recorder = recorder
         self.policy = policy
         self.cache = cache
+        #: Budgets and token limits (the ledger); None: no admission checks.
+        self.admission = admission
         self.rng = rng
         self.sleep = sleep
+        #: Decides which calls keep their bodies, and redacts them (call_bodies.py).
+        self.body_log = body_log
 
     # -- queries ------------------------------------------------------------------
 
@@ -211,12 +223,18 @@ class Router:
         self, call: Call, body: dict, op: Callable[[Deployment, TimeoutsConfig], Awaitable[dict]]
     ) -> dict:
         self.recorder.check_capacity()
+        call.bodies = self._capture(call, body)
         try:
             cfg, plan, key, cached = await self._prepare(call, body)
             if cached is not None:
                 call.usage = usage_of(cached)
+                if call.bodies is not None:
+                    call.bodies.reply = cached
                 return cached
+            await self._admit(call, plan, body)
             reply, _ = await self._attempt_in_turn(call, cfg, plan, op)
+            if call.bodies is not None:
+                call.bodies.reply = reply
             call.usage = usage_of(reply) or (
                 embeddings_usage(body) if call.kind == "embeddings"
                 else completion_usage(body, reply)
@@ -234,6 +252,11 @@ class Router:
             raise
         finally:
             self.meter(call)
+
+    async def _admit(self, call: Call, plan: list[Deployment], body: dict) -> None:
+        """Budgets and token limits, before any provider is called (a cache hit is free)."""
+        if self.admission is not None and plan:
+            call.response_headers = await self.admission.admit(call, plan, body)
 
     async def _prepare(
         self, call: Call, body: dict
@@ -264,6 +287,7 @@ class Router:
         the ledger) when the provider sent none."""
         call.streamed = True
         self.recorder.check_capacity()
+        call.bodies = self._capture(call, body)
         chunks: AsyncIterator[dict] | None = None
         deployment: Deployment | None = None
         tally = StreamTally()
@@ -273,8 +297,11 @@ class Router:
                 call.first_token_at = time.perf_counter()
                 for chunk in completion_to_chunks(cached):
                     call.usage = usage_of(chunk) or call.usage
+                    if call.bodies is not None:
+                        call.bodies.add_chunk(chunk)
                     yield chunk
                 return
+            await self._admit(call, plan, body)
 
             async def first_chunk(d: Deployment, t: TimeoutsConfig) -> tuple[dict, AsyncIterator]:
                 stream = d.provider.stream_chat(body, d.config.model, t)
@@ -301,6 +328,8 @@ class Router:
                 else:
                     tally.add(chunk)
                 last_id = chunk.get("id") or last_id
+                if call.bodies is not None:
+                    call.bodies.add_chunk(chunk)
                 if kept is not None and len(kept) < _MAX_CACHED_STREAM_CHUNKS:
                     kept.append({**chunk})  # a copy: the servicer reshapes what it sends
                 yield chunk
@@ -410,6 +439,12 @@ class Router:
             last = UpstreamUnavailable(f"no deployment of `{call.alias}` is available")
         raise last
 
+    def _capture(self, call: Call, body: dict) -> BodyCapture | None:
+        """Keep the call's bodies when its API opted in (call_bodies.py)."""
+        if self.body_log is None:
+            return None
+        return self.body_log.capture(call.caller, call.alias, body)
+
     @staticmethod
     def _aim(call: Call, deployment: Deployment) -> None:
         call.deployment = deployment.deployment
@@ -451,6 +486,7 @@ class Router:
                 api_id=call.caller.api_id,
                 api_version=call.caller.api_version,
                 subscription_id=call.caller.subscription_id,
+                **(self.body_log.entry_fields(call.bodies) if call.bodies is not None else {}),
             )
         )
 

@@ -75,11 +75,15 @@ def _call(context, alias: str, kind: str = "chat") -> Call:
     )
 
 
-async def _send_cache_status(context, call: Call) -> None:
-    """`x-lockgate-cache: hit|miss|bypass` on aliases that cache (Envoy makes
-    response metadata an HTTP header)."""
+async def _send_call_headers(context, call: Call) -> None:
+    """`x-lockgate-cache: hit|miss|bypass` on aliases that cache, and the
+    x-ratelimit-*-tokens headers under a token limit (Envoy makes response
+    metadata HTTP headers)."""
+    headers = list(call.response_headers)
     if call.cache_status:
-        await context.send_initial_metadata(((CACHE_STATUS_HEADER, call.cache_status),))
+        headers.append((CACHE_STATUS_HEADER, call.cache_status))
+    if headers:
+        await context.send_initial_metadata(tuple(headers))
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
@@ -94,7 +98,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             call = _call(context, body["model"])
             if not body.get("stream"):
                 reply = await self.router.chat(call, body)
-                await _send_cache_status(context, call)
+                await _send_call_headers(context, call)
                 yield httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
                 return
             chunks = self.router.stream(call, body)
@@ -102,7 +106,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             yield await self._error_reply(exc, context)
             return
-        await _send_cache_status(context, call)
+        await _send_call_headers(context, call)
         wants_usage = wants_usage_in_stream(body)
         yield httpbody_pb2.HttpBody(
             content_type=SSE, data=shape_chunk(first, call.alias, wants_usage) or b""
@@ -128,7 +132,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             call = _call(context, req["model"])
             if not req.get("stream"):
                 reply = await self.router.chat(call, body)
-                await _send_cache_status(context, call)
+                await _send_call_headers(context, call)
                 message = to_anthropic_message(reply, call.alias)
                 yield httpbody_pb2.HttpBody(content_type=JSON, data=orjson.dumps(message))
                 return
@@ -137,7 +141,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         except Exception as exc:  # noqa: BLE001 - every failure becomes an Anthropic error body
             yield await self._error_reply(exc, context, anthropic=True)
             return
-        await _send_cache_status(context, call)
+        await _send_call_headers(context, call)
         translator = StreamTranslator(call.alias)
         try:
             events = translator.feed(first)
@@ -158,7 +162,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             body = parse_embeddings_request(request.http_body.data)
             call = _call(context, body["model"], kind="embeddings")
             reply = await self.router.embed(call, body)
-            await _send_cache_status(context, call)
+            await _send_call_headers(context, call)
             return httpbody_pb2.HttpBody(content_type=JSON, data=shape_completion(reply, call.alias))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             return await self._error_reply(exc, context)
@@ -245,5 +249,6 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         headers = [(HTTP_STATUS_HEADER, str(status))]
         if error.retry_after is not None:
             headers.append(("retry-after", str(max(1, math.ceil(error.retry_after)))))
+        headers.extend(error.headers)
         await context.send_initial_metadata(tuple(headers))
         return httpbody_pb2.HttpBody(content_type=JSON, data=data)

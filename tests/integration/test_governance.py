@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from aiohttp import web
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.rpc import code_pb2
@@ -37,9 +35,9 @@ from services.auth.app import AuthSettings
 from services.auth.app import build as build_auth
 from services.registry.app import RegistrySettings, build
 from tests.integration.auth_harness import admin_call, check_request, identity_metadata
+from tests.integration.webhook_receiver import WEBHOOK_SECRET, serving_receiver
 
 REGISTRY = "/lockgate.registry.v1.RegistryService/"
-WEBHOOK_SECRET = "whsec-test"
 
 
 # -- harness --------------------------------------------------------------------------------
@@ -515,50 +513,10 @@ async def test_aliases_ownership_and_visibility(registry):
 # -- subscriptions and webhooks ------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A loopback webhook receiver: fails the next `fail` deliveries with 500."""
-
-    fail: int = 0
-    attempts: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    bad_signatures: int = 0
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body,
-                                        hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(request.headers.get("x-lockgate-signature", ""), expected):
-            self.bad_signatures += 1
-        event = orjson.loads(body)
-        self.attempts.append(event)
-        if self.fail > 0:
-            self.fail -= 1
-            return web.Response(status=500)
-        self.events.append(event)
-        return web.Response(status=204)
-
-    async def wait_for(self, count: int, within: float = 5.0) -> list[dict]:
-        deadline = time.monotonic() + within
-        while len(self.events) < count:
-            assert time.monotonic() < deadline, self.events
-            await asyncio.sleep(0.02)
-        return self.events
-
-
 @pytest.fixture
 async def receiver():
-    hook = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield hook
-    await runner.cleanup()
+    async with serving_receiver() as hook:
+        yield hook
 
 
 async def test_subscriptions_and_webhooks(registries, receiver):

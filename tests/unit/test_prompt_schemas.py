@@ -410,7 +410,8 @@ def test_catastrophic_patterns_cost_bounded_time(pattern, subject):
     started = time.perf_counter()
     errors = schema.errors({"s": subject, "t": subject})
     elapsed = time.perf_counter() - started
-    assert elapsed < schema_module.MAX_PATTERN_SECONDS + 0.5
+    # Unbounded, these take minutes; the slack absorbs a busy machine.
+    assert elapsed < schema_module.MAX_PATTERN_SECONDS + 2.0
     assert [e.path for e in errors] == ["input.s", "input.t"]
     assert all(e.message.endswith(f"could not be checked against {pattern!r} in time")
                or "does not match" in e.message for e in errors)

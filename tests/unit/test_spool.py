@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from services.router.spool import SpoolFull, SpoolInUse, UsageSpool
+from services.router.app import RouterSettings
+from services.router.spool import (
+    SPOOL_FSYNC_SECONDS,
+    SpoolFull,
+    SpoolInUse,
+    UsageSpool,
+    fsync_interval,
+)
 
 
 def payloads(n: int, start: int = 0) -> list[bytes]:
@@ -97,3 +106,80 @@ def test_one_process_per_spool_directory(tmp_path):
         UsageSpool(tmp_path)
     spool.close()
     UsageSpool(tmp_path).close()
+
+
+# -- fsync (durability against power loss) ---------------------------------------------
+
+
+def fsyncs() -> float:
+    """Flushes done so far by every spool of this process (the histogram's count)."""
+    for metric in SPOOL_FSYNC_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return sample.value
+    return 0.0
+
+
+def wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_the_fsync_setting_in_milliseconds(monkeypatch):
+    assert (fsync_interval(100), fsync_interval(0), fsync_interval(-1)) == (0.1, 0, None)
+    assert RouterSettings().spool_fsync_interval_ms == 100  # default: group fsync, 100 ms
+    monkeypatch.setenv("LOCKGATE_ROUTER_SPOOL_FSYNC_INTERVAL_MS", "-1")
+    assert fsync_interval(RouterSettings().spool_fsync_interval_ms) is None
+    monkeypatch.setenv("LOCKGATE_ROUTER_SPOOL_FSYNC_INTERVAL_MS", "0")
+    assert fsync_interval(RouterSettings().spool_fsync_interval_ms) == 0
+    monkeypatch.setenv("LOCKGATE_ROUTER_SPOOL_FSYNC_INTERVAL_MS", "250")
+    assert fsync_interval(RouterSettings().spool_fsync_interval_ms) == 0.25
+
+
+def test_fsync_zero_flushes_every_record_before_append_returns(tmp_path):
+    spool = UsageSpool(tmp_path, fsync_interval=0)
+    before = fsyncs()
+    for p in payloads(5):
+        spool.append(p)
+        assert spool._synced == spool._written  # on disk when append returns
+    assert fsyncs() - before == 5
+    spool.close()
+
+
+def test_no_fsync_leaves_flushing_to_the_os(tmp_path):
+    spool = UsageSpool(tmp_path, fsync_interval=None)
+    before = fsyncs()
+    for p in payloads(50):
+        spool.append(p)
+    time.sleep(0.05)
+    assert fsyncs() == before and spool._syncer is None
+    spool.close()
+
+
+def test_group_fsync_flushes_a_burst_at_once_and_idles_when_nothing_is_written(tmp_path):
+    spool = UsageSpool(tmp_path, fsync_interval=0.02)
+    before = fsyncs()
+    for p in payloads(500):
+        spool.append(p)
+    wait_for(lambda: spool._synced == spool._written == 500)
+    flushed = fsyncs() - before
+    assert 1 <= flushed < 50  # one flush covers many records
+    time.sleep(0.1)  # five intervals with nothing new: no flush
+    assert fsyncs() - before == flushed
+    spool.append(b"one more")
+    wait_for(lambda: spool._synced == 501, seconds=2.0)
+    syncer = spool._syncer
+    spool.close()
+    assert syncer is not None and not syncer.is_alive()
+
+
+def test_group_fsync_is_safe_across_segment_rotation(tmp_path):
+    spool = UsageSpool(tmp_path, segment_bytes=256, fsync_interval=0.001)
+    for p in payloads(2000):
+        spool.append(p)
+    records, _ = spool.read(5000)
+    assert records == payloads(2000)
+    spool.close()
+    assert UsageSpool(tmp_path).read(5000)[0] == payloads(2000)

@@ -23,7 +23,7 @@ API_KIND_MODEL: ApiKind
 API_KIND_PROMPT: ApiKind
 
 class Api(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "kind", "description", "model_aliases", "create_time", "owner_team_id", "visibility", "shared_tenant_ids", "update_time", "etag")
+    __slots__ = ("id", "tenant_id", "name", "kind", "description", "model_aliases", "create_time", "owner_team_id", "visibility", "shared_tenant_ids", "update_time", "etag", "log_bodies")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Api(_message.Message):
     SHARED_TENANT_IDS_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    LOG_BODIES_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -48,7 +49,8 @@ class Api(_message.Message):
     shared_tenant_ids: _containers.RepeatedScalarFieldContainer[str]
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[ApiKind, str]] = ..., description: _Optional[str] = ..., model_aliases: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner_team_id: _Optional[str] = ..., visibility: _Optional[str] = ..., shared_tenant_ids: _Optional[_Iterable[str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    log_bodies: bool
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[ApiKind, str]] = ..., description: _Optional[str] = ..., model_aliases: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner_team_id: _Optional[str] = ..., visibility: _Optional[str] = ..., shared_tenant_ids: _Optional[_Iterable[str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., log_bodies: _Optional[bool] = ...) -> None: ...
 
 class PromptSpec(_message.Message):
     __slots__ = ("system_template", "user_template", "input_schema", "output_schema", "model", "parameters")
@@ -159,7 +161,7 @@ class AuditEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., object_type: _Optional[str] = ..., object_id: _Optional[str] = ..., before_digest: _Optional[str] = ..., after_digest: _Optional[str] = ..., decision_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
 
 class CreateApiRequest(_message.Message):
-    __slots__ = ("name", "kind", "description", "model_aliases", "owner_team_id", "visibility", "shared_tenant_ids")
+    __slots__ = ("name", "kind", "description", "model_aliases", "owner_team_id", "visibility", "shared_tenant_ids", "log_bodies")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +169,7 @@ class CreateApiRequest(_message.Message):
     OWNER_TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     VISIBILITY_FIELD_NUMBER: _ClassVar[int]
     SHARED_TENANT_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOG_BODIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ApiKind
     description: str
@@ -174,7 +177,8 @@ class CreateApiRequest(_message.Message):
     owner_team_id: str
     visibility: str
     shared_tenant_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ApiKind, str]] = ..., description: _Optional[str] = ..., model_aliases: _Optional[_Iterable[str]] = ..., owner_team_id: _Optional[str] = ..., visibility: _Optional[str] = ..., shared_tenant_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    log_bodies: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ApiKind, str]] = ..., description: _Optional[str] = ..., model_aliases: _Optional[_Iterable[str]] = ..., owner_team_id: _Optional[str] = ..., visibility: _Optional[str] = ..., shared_tenant_ids: _Optional[_Iterable[str]] = ..., log_bodies: _Optional[bool] = ...) -> None: ...
 
 class CreateApiResponse(_message.Message):
     __slots__ = ("api",)
@@ -481,7 +485,7 @@ class VerifyAuditChainResponse(_message.Message):
     def __init__(self, intact: _Optional[bool] = ..., events: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class AliasBinding(_message.Message):
-    __slots__ = ("alias", "api_id", "api_name", "api_tenant_id", "owner_team_id", "version", "state", "sunset_time", "successor", "deprecate_time")
+    __slots__ = ("alias", "api_id", "api_name", "api_tenant_id", "owner_team_id", "version", "state", "sunset_time", "successor", "deprecate_time", "log_bodies")
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     API_ID_FIELD_NUMBER: _ClassVar[int]
     API_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -492,6 +496,7 @@ class AliasBinding(_message.Message):
     SUNSET_TIME_FIELD_NUMBER: _ClassVar[int]
     SUCCESSOR_FIELD_NUMBER: _ClassVar[int]
     DEPRECATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LOG_BODIES_FIELD_NUMBER: _ClassVar[int]
     alias: str
     api_id: str
     api_name: str
@@ -502,7 +507,8 @@ class AliasBinding(_message.Message):
     sunset_time: _timestamp_pb2.Timestamp
     successor: str
     deprecate_time: _timestamp_pb2.Timestamp
-    def __init__(self, alias: _Optional[str] = ..., api_id: _Optional[str] = ..., api_name: _Optional[str] = ..., api_tenant_id: _Optional[str] = ..., owner_team_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., sunset_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., successor: _Optional[str] = ..., deprecate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    log_bodies: bool
+    def __init__(self, alias: _Optional[str] = ..., api_id: _Optional[str] = ..., api_name: _Optional[str] = ..., api_tenant_id: _Optional[str] = ..., owner_team_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., sunset_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., successor: _Optional[str] = ..., deprecate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_bodies: _Optional[bool] = ...) -> None: ...
 
 class SubscriptionGrant(_message.Message):
     __slots__ = ("subscription_id", "team_id", "api_id", "version")
@@ -517,7 +523,7 @@ class SubscriptionGrant(_message.Message):
     def __init__(self, subscription_id: _Optional[str] = ..., team_id: _Optional[str] = ..., api_id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class PromptRoute(_message.Message):
-    __slots__ = ("api_id", "api_name", "api_tenant_id", "version", "state", "prompt", "sunset_time", "successor", "deprecate_time", "owner_team_id")
+    __slots__ = ("api_id", "api_name", "api_tenant_id", "version", "state", "prompt", "sunset_time", "successor", "deprecate_time", "owner_team_id", "log_bodies")
     API_ID_FIELD_NUMBER: _ClassVar[int]
     API_NAME_FIELD_NUMBER: _ClassVar[int]
     API_TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -528,6 +534,7 @@ class PromptRoute(_message.Message):
     SUCCESSOR_FIELD_NUMBER: _ClassVar[int]
     DEPRECATE_TIME_FIELD_NUMBER: _ClassVar[int]
     OWNER_TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    LOG_BODIES_FIELD_NUMBER: _ClassVar[int]
     api_id: str
     api_name: str
     api_tenant_id: str
@@ -538,7 +545,8 @@ class PromptRoute(_message.Message):
     successor: str
     deprecate_time: _timestamp_pb2.Timestamp
     owner_team_id: str
-    def __init__(self, api_id: _Optional[str] = ..., api_name: _Optional[str] = ..., api_tenant_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., prompt: _Optional[_Union[PromptSpec, _Mapping]] = ..., sunset_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., successor: _Optional[str] = ..., deprecate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner_team_id: _Optional[str] = ...) -> None: ...
+    log_bodies: bool
+    def __init__(self, api_id: _Optional[str] = ..., api_name: _Optional[str] = ..., api_tenant_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., prompt: _Optional[_Union[PromptSpec, _Mapping]] = ..., sunset_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., successor: _Optional[str] = ..., deprecate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner_team_id: _Optional[str] = ..., log_bodies: _Optional[bool] = ...) -> None: ...
 
 class GovernanceSnapshot(_message.Message):
     __slots__ = ("aliases", "grants", "prompts")

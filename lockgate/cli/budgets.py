@@ -1,0 +1,142 @@
+"""`lockgate budgets set|list|delete`: spending caps on the caller's tenant, a team,
+an API key or a subscription, per day, week, month or in total (LedgerService)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lockgate.cli.errors import CliError
+from lockgate.cli.ledger_calls import invoke, print_json
+from lockgate.cli.options import add_gateway_options
+from lockgate.cli.table import format_table
+from lockgate.money import parse_usd, usd
+
+HEADERS = ("ID", "SCOPE", "SCOPE ID", "AMOUNT", "PERIOD", "KIND", "SPENT", "RESERVED",
+           "RESETS")
+#: services/ledger/scopes.py BUDGET_SCOPES and services/ledger/periods.py PERIODS.
+SCOPES = ("tenant", "team", "key", "subscription")
+PERIODS = ("day", "week", "month", "total")
+
+
+def micro_usd(text: str) -> int:
+    """--usd: dollars to integer micro-USD, exactly."""
+    try:
+        return parse_usd(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "budgets", help="manage budgets (spending caps per period)",
+        description="Budgets of the caller's tenant. A hard budget refuses calls that could"
+        " exceed it (429 budget_exceeded, naming the budget); a soft one only sends threshold"
+        " events (50, 80, 100 %%). Periods start at midnight in the budget's time zone.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                    title="actions")
+
+    setter = actions.add_parser(
+        "set", help="create or replace the budget of one scope and period",
+        description="Create or replace a budget (one per scope and period). Example:"
+        " lockgate budgets set --key key_123 --usd 5 --period day --hard",
+    )
+    target = setter.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tenant", action="store_true", help="the caller's whole tenant")
+    target.add_argument("--team", metavar="ID", help="a team (team_…)")
+    target.add_argument("--key", dest="key_id", metavar="ID", help="an API key (key_…)")
+    target.add_argument("--subscription", metavar="ID", help="a subscription (sub_…)")
+    setter.add_argument("--usd", type=micro_usd, required=True, metavar="AMOUNT",
+                        help="the amount per period in US dollars, e.g. 5 or 0.25")
+    setter.add_argument("--period", choices=PERIODS, required=True,
+                        help="calendar day, week (from Monday), month, or total (never resets)")
+    setter.add_argument("--timezone", default="UTC", metavar="TZ",
+                        help="IANA time zone whose midnight starts a period (UTC)")
+    kind = setter.add_mutually_exclusive_group()
+    kind.add_argument("--hard", dest="hard", action="store_true", default=False,
+                      help="refuse calls that could exceed it")
+    kind.add_argument("--soft", dest="hard", action="store_false",
+                      help="only send threshold events (the default)")
+    setter.set_defaults(handler=run_set)
+
+    listing = actions.add_parser("list", help="list the tenant's budgets and their spend")
+    listing.add_argument("--scope", choices=SCOPES, default="", help="only this scope")
+    listing.set_defaults(handler=run_list)
+
+    delete = actions.add_parser("delete", help="remove a budget")
+    delete.add_argument("budget_id", metavar="ID", help="the budget's id (bgt_…)")
+    delete.set_defaults(handler=run_delete)
+
+    for sub in (setter, listing, delete):
+        sub.add_argument("--json", action="store_true", help="print the response as JSON")
+    # `set --key ID` names the budgeted key, so there the admin key is --admin-key.
+    add_gateway_options(setter, key_flag="--admin-key")
+    add_gateway_options(listing)
+    add_gateway_options(delete)
+
+
+def set_request(args: argparse.Namespace):
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    if args.tenant:
+        scope, scope_id = "tenant", ""
+    elif args.team:
+        scope, scope_id = "team", args.team
+    elif args.key_id:
+        scope, scope_id = "key", args.key_id
+    else:
+        scope, scope_id = "subscription", args.subscription
+    if scope != "tenant" and not scope_id.strip():
+        raise CliError(f"--{scope} needs a value", 2)
+    return pb.SetBudgetRequest(scope=scope, scope_id=scope_id.strip(), amount_micro_usd=args.usd,
+                               period=args.period, timezone=args.timezone, hard=args.hard)
+
+
+def describe(budget) -> str:
+    per = "in total" if budget.period == "total" else f"per {budget.period}"
+    tz = "" if budget.period == "total" or budget.timezone == "UTC" else f" ({budget.timezone})"
+    kind = "hard" if budget.hard else "soft"
+    return (f"{kind} budget {budget.budget_id} on {budget.scope} {budget.scope_id}:"
+            f" {usd(budget.amount_micro_usd)} {per}{tz}")
+
+
+def row(budget) -> tuple:
+    resets = (budget.period_end.ToDatetime().strftime("%Y-%m-%d %H:%M UTC")
+              if budget.HasField("period_end") else "never")
+    return (budget.budget_id, budget.scope, budget.scope_id, usd(budget.amount_micro_usd),
+            budget.period, "hard" if budget.hard else "soft", usd(budget.spent_micro_usd),
+            usd(budget.reserved_micro_usd), resets)
+
+
+def run_set(args: argparse.Namespace) -> int:
+    reply = invoke(args, "SetBudget", set_request(args))
+    if args.json:
+        print_json(reply)
+    else:
+        budget = reply.budget
+        print(f"Set {describe(budget)}; spent this period: {usd(budget.spent_micro_usd)}.")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    reply = invoke(args, "ListBudgets", pb.ListBudgetsRequest(scope=args.scope))
+    if args.json:
+        print_json(reply)
+    elif not reply.budgets:
+        print("No budgets.")
+    else:
+        print(format_table(HEADERS, [row(b) for b in reply.budgets]))
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    reply = invoke(args, "DeleteBudget", pb.DeleteBudgetRequest(budget_id=args.budget_id))
+    if args.json:
+        print_json(reply)
+    else:
+        print(f"Deleted budget {args.budget_id}.")
+    return 0

@@ -1,0 +1,173 @@
+"""`lockgate limits set|list|delete`: requests and tokens per minute of the caller's
+tenant, a team, an API key or a model alias (LedgerService rate-limit RPCs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lockgate.cli.errors import CliError
+from lockgate.cli.options import add_data_dir, add_gateway_options
+
+HEADERS = ("ID", "SCOPE", "SCOPE ID", "REQUESTS/MIN", "TOKENS/MIN", "UPDATED")
+#: services/ledger/scopes.py RATE_LIMIT_SCOPES (a unit test keeps them equal).
+SCOPES = ("tenant", "team", "key", "alias")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "limits", help="manage rate limits (requests and tokens per minute)",
+        description="Rate limits of the caller's tenant: requests per minute (enforced at"
+        " the edge, 429 with Retry-After) and tokens per minute (enforced by the router)"
+        " on the tenant, a team, an API key or a model alias.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                    title="actions")
+
+    setter = actions.add_parser(
+        "set", help="create or replace the limit of one scope",
+        description="Create or replace the rate limit of one scope. Both rates are set:"
+        " a rate that is not given is 0 (no limit of that kind).",
+    )
+    target = setter.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tenant", action="store_true", help="the caller's whole tenant")
+    target.add_argument("--team", metavar="ID", help="a team (team_…)")
+    target.add_argument("--key", dest="key_id", metavar="ID", help="an API key (key_…)")
+    target.add_argument("--alias", metavar="NAME", help="a model alias, for the whole tenant")
+    setter.add_argument("--rpm", type=_count, default=0, metavar="N",
+                        help="requests per minute (0: no request limit)")
+    setter.add_argument("--tpm", type=_count, default=0, metavar="N",
+                        help="tokens (input + output) per minute (0: no token limit)")
+    setter.set_defaults(handler=run_set)
+
+    listing = actions.add_parser("list", help="list the tenant's rate limits")
+    listing.add_argument("--scope", choices=SCOPES, default="", help="only this scope")
+    listing.set_defaults(handler=run_list)
+
+    delete = actions.add_parser("delete", help="remove a rate limit")
+    delete.add_argument("rate_limit_id", metavar="ID", help="the limit's id (rl_…)")
+    delete.set_defaults(handler=run_delete)
+
+    for sub in (setter, listing, delete):
+        sub.add_argument("--json", action="store_true", help="print the response as JSON")
+    # `set --key ID` names the limited key, so there the admin key is --admin-key.
+    _gateway_options_of_set(setter)
+    add_gateway_options(listing)
+    add_gateway_options(delete)
+
+
+def _gateway_options_of_set(parser: argparse.ArgumentParser) -> None:
+    """add_gateway_options with the admin key as --admin-key (same env and default)."""
+    add_data_dir(parser)
+    parser.add_argument(
+        "--url", default=None,
+        help="gateway address, host:port or http(s)://host:port (env LOCKGATE_URL;"
+        " default: the running stack's, else 127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--admin-key", dest="key", default=None,
+        help="admin API key (env LOCKGATE_KEY; default: <data dir>/admin.key)",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")
+
+
+def set_request(args: argparse.Namespace):
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    if not args.rpm and not args.tpm:
+        raise CliError("give --rpm, --tpm or both (to remove a limit: lockgate limits delete)",
+                       2)
+    if args.tenant:
+        scope, scope_id = "tenant", ""
+    elif args.team:
+        scope, scope_id = "team", args.team
+    elif args.key_id:
+        scope, scope_id = "key", args.key_id
+    else:
+        scope, scope_id = "alias", args.alias
+    if scope != "tenant" and not scope_id.strip():
+        raise CliError(f"--{scope} needs a value", 2)
+    return pb.SetRateLimitRequest(scope=scope, scope_id=scope_id.strip(),
+                                  requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
+
+
+def rate(value: int) -> str:
+    return f"{value:,}" if value else "-"
+
+
+def row(limit) -> tuple:
+    updated = limit.update_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+    return (limit.rate_limit_id, limit.scope, limit.scope_id, rate(limit.requests_per_minute),
+            rate(limit.tokens_per_minute), updated)
+
+
+def describe(limit) -> str:
+    rates = []
+    if limit.requests_per_minute:
+        rates.append(f"{limit.requests_per_minute:,} requests per minute")
+    if limit.tokens_per_minute:
+        rates.append(f"{limit.tokens_per_minute:,} tokens per minute")
+    return f"{limit.scope} {limit.scope_id}: {' and '.join(rates)}"
+
+
+def _invoke(args: argparse.Namespace, method: str, request):
+    from lockgate.cli.gateway import bearer, call, channel
+    from lockgate.cli.options import admin_key, gateway_url
+    from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+
+    key, url = admin_key(args), gateway_url(args)
+    with channel(url) as ch:
+        rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
+        return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
+
+
+def _print_json(message) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True,
+                                   always_print_fields_with_no_presence=True), indent=2))
+
+
+def run_set(args: argparse.Namespace) -> int:
+    reply = _invoke(args, "SetRateLimit", set_request(args))
+    if args.json:
+        _print_json(reply)
+    else:
+        print(f"Rate limit {reply.rate_limit.rate_limit_id} set on {describe(reply.rate_limit)}.")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from lockgate.cli.table import format_table
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    reply = _invoke(args, "ListRateLimits", pb.ListRateLimitsRequest(scope=args.scope))
+    if args.json:
+        _print_json(reply)
+    elif reply.rate_limits:
+        print(format_table(HEADERS, [row(r) for r in reply.rate_limits]))
+    else:
+        print("No rate limits.")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from lockgate.ledger.v1 import ledger_service_pb2 as pb
+
+    reply = _invoke(args, "DeleteRateLimit",
+                    pb.DeleteRateLimitRequest(rate_limit_id=args.rate_limit_id))
+    if args.json:
+        _print_json(reply)
+    else:
+        print(f"Deleted rate limit {args.rate_limit_id}.")
+    return 0

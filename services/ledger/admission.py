@@ -1,0 +1,94 @@
+"""Admission: may a call go to a provider, given its budgets and token limits?
+
+The router asks (LedgerService/Admit) before calling a provider, with the
+call's scopes, its most possible cost and its expected tokens:
+
+1. token rate limits are checked first (no side effect);
+2. then the cost is reserved on every budget that applies, all or nothing.
+
+When nothing applies, the answer says for how long the router may skip asking
+for the same scopes (`unrestricted_ttl_ms`): most callers have no budget, and
+they should not pay a round trip for it. A budget or limit created meanwhile
+takes effect within that time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from lockgate.errors import InvalidRequest
+from services.ledger.budgets import BudgetBook
+from services.ledger.scopes import CallScopes
+
+#: How long "nothing applies" may be cached by the router.
+UNRESTRICTED_TTL_MS = 1000
+#: Reservations live at least this long, at most MAX (a call's deadline plus slack).
+MIN_TTL_SECONDS, MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS = 5, 3600, 600
+
+
+class TokenVerdictLike(Protocol):
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_ms: int
+    retry_after_seconds: int
+    message: str
+
+
+class TokenLimits(Protocol):
+    def has_token_limits(self, scopes: CallScopes) -> bool: ...
+
+    async def check_tokens(self, scopes: CallScopes, estimated_tokens: int) -> TokenVerdictLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    code: str = ""
+    message: str = ""
+    retry_after_seconds: int = 0
+    token_limit: int = 0
+    token_remaining: int = 0
+    token_reset_ms: int = 0
+    unrestricted_ttl_ms: int = 0
+
+
+class Gate:
+    def __init__(self, budgets: BudgetBook, limits: TokenLimits | None = None):
+        self.budgets = budgets
+        self.limits = limits
+
+    async def admit(self, request_id: str, scopes: CallScopes, *, max_cost_micro_usd: int,
+                    estimated_tokens: int, ttl_seconds: int) -> Admission:
+        if not request_id:
+            raise InvalidRequest("request_id is required", param="request_id")
+        if not scopes.tenant_id:
+            raise InvalidRequest("tenant_id is required", param="tenant_id")
+        if max_cost_micro_usd < 0 or estimated_tokens < 0:
+            raise InvalidRequest("cost and token estimates cannot be negative")
+        budgets = self.budgets.applicable(scopes)
+        token_limited = self.limits is not None and self.limits.has_token_limits(scopes)
+        if not budgets and not token_limited:
+            return Admission(admitted=True, unrestricted_ttl_ms=UNRESTRICTED_TTL_MS)
+        tokens = None
+        if token_limited:
+            tokens = await self.limits.check_tokens(scopes, estimated_tokens)
+            if not tokens.allowed:
+                return Admission(
+                    admitted=False, code="token_rate_limited", message=tokens.message,
+                    retry_after_seconds=tokens.retry_after_seconds, token_limit=tokens.limit,
+                    token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms,
+                )
+        if budgets:
+            ttl = min(MAX_TTL_SECONDS, max(MIN_TTL_SECONDS, ttl_seconds or DEFAULT_TTL_SECONDS))
+            refusal = await self.budgets.reserve(request_id, budgets, max_cost_micro_usd, ttl)
+            if refusal is not None:
+                return Admission(
+                    admitted=False, code="budget_exceeded", message=refusal.message,
+                    retry_after_seconds=refusal.retry_after_seconds or 0,
+                )
+        if tokens is None:
+            return Admission(admitted=True)
+        return Admission(admitted=True, token_limit=tokens.limit,
+                         token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms)

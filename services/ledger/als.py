@@ -1,0 +1,169 @@
+"""Envoy's gRPC access log service (envoy.service.accesslog.v3) in the ledger:
+every call through the edge becomes a call record (services/ledger/call_log_writer.py
+stores them in batches).
+
+Envoy keeps one stream open and sends batches of HTTPAccessLogEntry. The
+servicer converts each entry and hands it to the writer's bounded queue; when
+the queue is full it stops reading the stream until there is room. HTTP/2 flow
+control then pushes back on Envoy, which buffers entries and, once its buffer
+is full, drops them (counted in Envoy's `access_logs.grpc_access_log.logs_dropped`
+stat). The call log is best-effort evidence; usage entries (billing) never go
+this way.
+
+The tenant and key come from the identity headers auth adds to allowed
+requests (`additional_request_headers_to_log`); Envoy removes client-sent
+copies of those two headers before any filter runs (envoy/envoy.yaml.tmpl), so
+a denied request is logged with no tenant and no tenant ever sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from envoy.config.core.v3 import base_pb2
+from envoy.data.accesslog.v3 import accesslog_pb2 as log_pb
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
+from lockgate.identity import KEY_ID, TENANT_ID
+from lockgate.metrics import Counter
+from lockgate.redact import redact_query
+from services.ledger.call_log_writer import CallLogWriter
+
+log = logging.getLogger("lockgate.ledger.als")
+
+SERVICE_NAME = als_pb2.DESCRIPTOR.services_by_name["AccessLogService"].full_name
+#: The request headers Envoy is configured to log (envoy/envoy.yaml.tmpl).
+LOGGED_HEADERS = (TENANT_ID, KEY_ID)
+ORIGINAL_PATH = "x-envoy-original-path"
+
+ENTRIES_RECEIVED = Counter(
+    "lockgate_ledger_access_log_entries_total", "HTTP access log entries received from Envoy"
+)
+
+#: ResponseFlags field -> Envoy's short name (as %RESPONSE_FLAGS% prints it), in
+#: the proto's field order.
+RESPONSE_FLAGS = (
+    ("failed_local_healthcheck", "LH"),
+    ("no_healthy_upstream", "UH"),
+    ("upstream_request_timeout", "UT"),
+    ("local_reset", "LR"),
+    ("upstream_remote_reset", "UR"),
+    ("upstream_connection_failure", "UF"),
+    ("upstream_connection_termination", "UC"),
+    ("upstream_overflow", "UO"),
+    ("no_route_found", "NR"),
+    ("delay_injected", "DI"),
+    ("fault_injected", "FI"),
+    ("rate_limited", "RL"),
+    ("unauthorized_details", "UAEX"),
+    ("rate_limit_service_error", "RLSE"),
+    ("downstream_connection_termination", "DC"),
+    ("upstream_retry_limit_exceeded", "URX"),
+    ("stream_idle_timeout", "SI"),
+    ("invalid_envoy_request_headers", "IH"),
+    ("downstream_protocol_error", "DPE"),
+    ("upstream_max_stream_duration_reached", "UMSDR"),
+    ("response_from_cache_filter", "RFCF"),
+    ("no_filter_config_found", "NFCF"),
+    ("duration_timeout", "DT"),
+    ("upstream_protocol_error", "UPE"),
+    ("no_cluster_found", "NC"),
+    ("overload_manager", "OM"),
+    ("dns_resolution_failure", "DF"),
+    ("downstream_remote_reset", "DR"),
+)
+
+# Column bounds (services/ledger/models.py CallLogRecord).
+_MAX = {"request_id": 128, "tenant_id": 64, "key_id": 64, "http_method": 16, "path": 1024,
+        "response_flags": 128, "upstream_cluster": 128, "upstream_host": 256}
+
+
+def response_flags(flags: log_pb.ResponseFlags) -> str:
+    """Envoy's short flag names, comma-separated ("" when none is set)."""
+    names = []
+    for field, short in RESPONSE_FLAGS:
+        if field == "unauthorized_details":
+            if flags.HasField(field):
+                names.append(short)
+        elif getattr(flags, field):
+            names.append(short)
+    return ",".join(names)
+
+
+def _millis(duration) -> int:
+    return duration.seconds * 1000 + duration.nanos // 1_000_000
+
+
+def _address(address) -> str:
+    socket = address.socket_address
+    if not socket.address:
+        return ""
+    port = socket.port_value
+    return f"{socket.address}:{port}" if port else socket.address
+
+
+def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = None) -> dict:
+    """One HTTP access log entry -> a call_log row (bounded to the column sizes)."""
+    common, request, response = entry.common_properties, entry.request, entry.response
+    headers = request.request_headers
+    start = (
+        common.start_time.ToDatetime(tzinfo=UTC) if common.HasField("start_time")
+        else received or datetime.now(UTC)
+    )
+    if common.HasField("duration"):
+        duration = _millis(common.duration)
+    elif common.HasField("time_to_last_downstream_tx_byte"):
+        duration = _millis(common.time_to_last_downstream_tx_byte)
+    else:
+        duration = 0
+    method = request.request_method
+    # The transcoder rewrites REST paths to gRPC methods: log what the client sent.
+    path = request.original_path or headers.get(ORIGINAL_PATH, "") or request.path
+    row = {
+        "request_id": request.request_id,
+        "tenant_id": headers.get(TENANT_ID, ""),
+        "key_id": headers.get(KEY_ID, ""),
+        "start_time": start,
+        "http_method": (
+            base_pb2.RequestMethod.Name(method) if method in base_pb2.RequestMethod.values()
+            and method != base_pb2.METHOD_UNSPECIFIED else ""
+        ),
+        "path": redact_query(path, max_length=_MAX["path"]),
+        "response_code": response.response_code.value,
+        "response_flags": response_flags(common.response_flags),
+        "duration_ms": duration,
+        "request_bytes": request.request_body_bytes,
+        "response_bytes": response.response_body_bytes,
+        "upstream_cluster": common.upstream_cluster,
+        "upstream_host": _address(common.upstream_remote_address),
+    }
+    for name, bound in _MAX.items():
+        if len(row[name]) > bound:
+            row[name] = row[name][:bound]
+    return row
+
+
+class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
+    def __init__(self, writer: CallLogWriter):
+        self.writer = writer
+
+    async def StreamAccessLogs(self, request_iterator, context) -> als_pb2.StreamAccessLogsResponse:
+        async for message in request_iterator:
+            received = datetime.now(UTC)
+            for entry in message.http_logs.log_entry:
+                ENTRIES_RECEIVED.inc()
+                try:
+                    record = call_record(entry, received)
+                except Exception:  # noqa: BLE001 - one odd entry must not end the stream
+                    log.exception("access log entry could not be read; skipped")
+                    continue
+                # Waits while the queue is full: the stream is not read meanwhile.
+                await self.writer.put(record)
+        return als_pb2.StreamAccessLogsResponse()
+
+
+def add_to_server(writer: CallLogWriter, server) -> list[str]:
+    """Register the access log service; returns its full name."""
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(writer), server)
+    return [SERVICE_NAME]

@@ -1,0 +1,136 @@
+"""Asks the ledger whether a call may go to a provider (budgets, token limits).
+
+Before the first provider attempt, the router sends LedgerService/Admit the
+call's scopes, the most it can cost and the tokens it is expected to use:
+
+- most possible cost: the prompt's tokens (counted with the shipped
+  tokenizer) at the input price, plus `max_completion_tokens` / `max_tokens`
+  (times `n`), or `default_max_output_tokens` when the request sets none, at
+  the output price, for the most expensive deployment the call may fail over
+  to. The ledger holds that much on every budget that applies until the
+  call's usage entry settles it;
+- expected tokens: prompt tokens plus the requested output maximum (none
+  when unset), checked against tokens-per-minute limits.
+
+When the ledger says nothing applies to these scopes, the router does not ask
+again for them for `unrestricted_ttl_ms`. When the ledger cannot be reached
+the call goes ahead (`failure_mode: open`, the default: an outage of the
+ledger must not stop inference, and usage is still spooled and metered) or is
+refused with 503 (`closed`, for strict cost control).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from lockgate import rate_headers
+from lockgate.errors import RateLimited, ServiceUnavailable
+from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
+from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
+from lockgate.lru import BoundedLRU
+from lockgate.metrics import Counter
+from services.router.estimates import embeddings_usage
+from services.router.table import Deployment
+from services.router.tokens import estimate_prompt_tokens
+
+log = logging.getLogger("lockgate.router.admission")
+
+ADMISSIONS = Counter(
+    "lockgate_router_admissions_total",
+    "Admission checks by outcome (admitted, refused, skipped, unavailable)", ["outcome"],
+)
+
+#: A reservation outlives the call's deadline by this much before it expires.
+_RESERVATION_SLACK_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    input_tokens: int
+    max_output_tokens: int
+    #: The output maximum the caller asked for (0: none).
+    requested_output_tokens: int
+
+
+def estimate(body: dict, kind: str, default_max_output_tokens: int) -> Estimate:
+    if kind == "embeddings":
+        return Estimate(embeddings_usage(body).input, 0, 0)
+    requested = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    requested = requested if isinstance(requested, int) and requested > 0 else 0
+    n = body.get("n")
+    choices = n if isinstance(n, int) and n > 1 else 1
+    return Estimate(
+        estimate_prompt_tokens(body),
+        (requested or default_max_output_tokens) * choices,
+        requested * choices,
+    )
+
+
+def max_cost(plan: list[Deployment], est: Estimate) -> int:
+    """What the call costs at most on any deployment it may use (micro-USD)."""
+    costs = [d.price.cost_micro_usd(est.input_tokens, est.max_output_tokens)
+             for d in plan if d.price is not None]
+    return max(costs, default=0)
+
+
+class AdmissionClient:
+    def __init__(self, channel: grpc.aio.Channel, *, failure_mode: str = "open",
+                 timeout_seconds: float = 1.0, default_max_output_tokens: int = 4096):
+        if failure_mode not in ("open", "closed"):
+            raise ValueError("admission failure_mode must be 'open' or 'closed'")
+        self.stub = ledger_grpc.LedgerServiceStub(channel)
+        self.failure_mode = failure_mode
+        self.timeout_seconds = timeout_seconds
+        self.default_max_output_tokens = default_max_output_tokens
+        #: scopes -> time.monotonic() until which nothing applies to them
+        self._unrestricted: BoundedLRU[tuple, float] = BoundedLRU(100_000)
+
+    async def admit(self, call, plan: list[Deployment], body: dict) -> list[tuple[str, str]]:
+        """Admit the call or raise RateLimited (429) / ServiceUnavailable (503);
+        returns the x-ratelimit-*-tokens headers to send (none without a token limit)."""
+        caller = call.caller
+        scopes = (caller.tenant_id, caller.team_id, caller.key_id, caller.subscription_id,
+                  call.alias)
+        until = self._unrestricted.get(scopes)
+        if until is not None and until > time.monotonic():
+            ADMISSIONS.labels("skipped").inc()
+            return []
+        est = estimate(body, call.kind, self.default_max_output_tokens)
+        remaining = (call.deadline - time.monotonic()) if call.deadline is not None else None
+        ttl = int((remaining if remaining is not None else 600) + _RESERVATION_SLACK_SECONDS)
+        request = ledger_pb.AdmitRequest(
+            request_id=call.request_id, tenant_id=caller.tenant_id, team_id=caller.team_id,
+            key_id=caller.key_id, subscription_id=caller.subscription_id, alias=call.alias,
+            max_cost_micro_usd=max_cost(plan, est),
+            estimated_tokens=est.input_tokens + est.requested_output_tokens,
+            reservation_ttl_seconds=ttl,
+        )
+        try:
+            reply = await self.stub.Admit(request, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            ADMISSIONS.labels("unavailable").inc()
+            if self.failure_mode == "closed":
+                raise ServiceUnavailable(
+                    "budget and rate limit checks are unavailable; try again shortly"
+                ) from None
+            log.warning("admission unavailable: call admitted unchecked (failure_mode open)",
+                        extra={"code": exc.code().name})
+            return []
+        if reply.unrestricted_ttl_ms > 0:
+            self._unrestricted.put(scopes, time.monotonic() + reply.unrestricted_ttl_ms / 1000)
+        headers = (list(rate_headers.headers("tokens", reply.token_limit, reply.token_remaining,
+                                             reply.token_reset_ms).items())
+                   if reply.token_limit > 0 else [])
+        if not reply.admitted:
+            ADMISSIONS.labels("refused").inc()
+            error = RateLimited(reply.message, code=reply.code)
+            if reply.retry_after_seconds > 0:
+                error.retry_after = reply.retry_after_seconds
+            error.headers = tuple(headers)
+            raise error
+        ADMISSIONS.labels("admitted").inc()
+        return headers
