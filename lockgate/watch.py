@@ -7,11 +7,12 @@ by a rename, as editors and Kubernetes ConfigMap updates do.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+
+from lockgate.periodic import Periodic
 
 log = logging.getLogger("lockgate.watch")
 
@@ -30,7 +31,7 @@ def stamp_of(paths: Iterable[Path]) -> Stamp:
     return tuple(out)
 
 
-class PollingWatcher:
+class PollingWatcher(Periodic):
     """Runs `on_change()` when `stamp_of(files())` differs from the last look."""
 
     def __init__(
@@ -39,37 +40,21 @@ class PollingWatcher:
         on_change: Callable[[], Awaitable[object]],
         interval: float = 1.0,
     ):
+        super().__init__("file-watcher", interval, self._look)
         self.files = files
         self.on_change = on_change
-        self.interval = interval
         self.stamp = stamp_of(files())
-        self._task: asyncio.Task | None = None
 
     def mark_seen(self) -> None:
         """The current files are the ones in use (after an explicit reload)."""
         self.stamp = stamp_of(self.files())
 
-    def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="file-watcher")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                stamp = stamp_of(self.files())
-            except OSError:
-                log.exception("cannot list the watched files")
-                continue
-            if stamp != self.stamp:
-                self.stamp = stamp
-                await self.on_change()
+    async def _look(self) -> None:
+        try:
+            stamp = stamp_of(self.files())
+        except OSError:
+            log.exception("cannot list the watched files")
+            return
+        if stamp != self.stamp:
+            self.stamp = stamp
+            await self.on_change()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import invoke, print_json
+from lockgate.cli.ledger_calls import invoke
 from lockgate.cli.options import add_gateway_options
 from lockgate.cli.table import format_table
 from lockgate.money import parse_usd, usd

@@ -1,10 +1,9 @@
-"""What the ledger admin commands share (budgets, limits, prices, calls): one
-LedgerService call with the admin key, and JSON output of a reply."""
+"""What the ledger commands share (budgets, limits, prices, calls): one
+LedgerService call with the admin key."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def invoke(args: argparse.Namespace, method: str, request):
@@ -17,10 +16,3 @@ def invoke(args: argparse.Namespace, method: str, request):
     with channel(url) as ch:
         rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
         return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
-
-
-def print_json(message) -> None:
-    from google.protobuf.json_format import MessageToDict
-
-    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True,
-                                   always_print_fields_with_no_presence=True), indent=2))

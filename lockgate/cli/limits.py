@@ -4,10 +4,11 @@ tenant, a team, an API key or a model alias (LedgerService rate-limit RPCs)."""
 from __future__ import annotations
 
 import argparse
-import json
 
+from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
-from lockgate.cli.options import add_data_dir, add_gateway_options
+from lockgate.cli.ledger_calls import invoke
+from lockgate.cli.options import add_gateway_options
 
 HEADERS = ("ID", "SCOPE", "SCOPE ID", "REQUESTS/MIN", "TOKENS/MIN", "UPDATED")
 #: services/ledger/scopes.py RATE_LIMIT_SCOPES (a unit test keeps them equal).
@@ -61,24 +62,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     for sub in (setter, listing, delete):
         sub.add_argument("--json", action="store_true", help="print the response as JSON")
     # `set --key ID` names the limited key, so there the admin key is --admin-key.
-    _gateway_options_of_set(setter)
+    add_gateway_options(setter, key_flag="--admin-key")
     add_gateway_options(listing)
     add_gateway_options(delete)
-
-
-def _gateway_options_of_set(parser: argparse.ArgumentParser) -> None:
-    """add_gateway_options with the admin key as --admin-key (same env and default)."""
-    add_data_dir(parser)
-    parser.add_argument(
-        "--url", default=None,
-        help="gateway address, host:port or http(s)://host:port (env LOCKGATE_URL;"
-        " default: the running stack's, else 127.0.0.1:8080)",
-    )
-    parser.add_argument(
-        "--admin-key", dest="key", default=None,
-        help="admin API key (env LOCKGATE_KEY; default: <data dir>/admin.key)",
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")
 
 
 def set_request(args: argparse.Namespace):
@@ -120,28 +106,10 @@ def describe(limit) -> str:
     return f"{limit.scope} {limit.scope_id}: {' and '.join(rates)}"
 
 
-def _invoke(args: argparse.Namespace, method: str, request):
-    from lockgate.cli.gateway import bearer, call, channel
-    from lockgate.cli.options import admin_key, gateway_url
-    from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-
-    key, url = admin_key(args), gateway_url(args)
-    with channel(url) as ch:
-        rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
-        return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
-
-
-def _print_json(message) -> None:
-    from google.protobuf.json_format import MessageToDict
-
-    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True,
-                                   always_print_fields_with_no_presence=True), indent=2))
-
-
 def run_set(args: argparse.Namespace) -> int:
-    reply = _invoke(args, "SetRateLimit", set_request(args))
+    reply = invoke(args, "SetRateLimit", set_request(args))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
     else:
         print(f"Rate limit {reply.rate_limit.rate_limit_id} set on {describe(reply.rate_limit)}.")
     return 0
@@ -151,9 +119,9 @@ def run_list(args: argparse.Namespace) -> int:
     from lockgate.cli.table import format_table
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
-    reply = _invoke(args, "ListRateLimits", pb.ListRateLimitsRequest(scope=args.scope))
+    reply = invoke(args, "ListRateLimits", pb.ListRateLimitsRequest(scope=args.scope))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
     elif reply.rate_limits:
         print(format_table(HEADERS, [row(r) for r in reply.rate_limits]))
     else:
@@ -164,10 +132,10 @@ def run_list(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
-    reply = _invoke(args, "DeleteRateLimit",
+    reply = invoke(args, "DeleteRateLimit",
                     pb.DeleteRateLimitRequest(rate_limit_id=args.rate_limit_id))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
     else:
         print(f"Deleted rate limit {args.rate_limit_id}.")
     return 0

@@ -12,7 +12,9 @@ import argparse
 import re
 from datetime import UTC, datetime
 
+from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
+from lockgate.cli.ledger_calls import invoke
 from lockgate.cli.options import add_gateway_options
 from lockgate.prices import PROVIDER_TYPES, amount
 
@@ -126,23 +128,6 @@ def rows(prices, today: str) -> list[tuple]:
     return out
 
 
-def _ledger(args: argparse.Namespace, method: str, request):
-    from lockgate.cli.gateway import bearer, call, channel
-    from lockgate.cli.options import admin_key, gateway_url
-    from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-
-    key, url = admin_key(args), gateway_url(args)
-    with channel(url) as ch:
-        rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
-        return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
-
-
-def _print_json(message) -> None:
-    from lockgate.cli.admin import print_json
-
-    print_json(message)
-
-
 # -- commands ------------------------------------------------------------------------
 
 
@@ -150,10 +135,10 @@ def run_list(args: argparse.Namespace) -> int:
     from lockgate.cli.table import format_table
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
-    reply = _ledger(args, "ListPrices", pb.ListPricesRequest(provider=args.provider,
+    reply = invoke(args, "ListPrices", pb.ListPricesRequest(provider=args.provider,
                                                             model=args.model))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
     elif reply.prices:
         today = datetime.now(UTC).date().isoformat()
         print(format_table(HEADERS, rows(reply.prices, today)))
@@ -163,9 +148,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    reply = _ledger(args, "SetPrice", set_request(args))
+    reply = invoke(args, "SetPrice", set_request(args))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
         return 0
     p = reply.price
     print(f"Set {p.provider}/{p.model} from {p.effective_date} (UTC): input {p.input_usd_per_mtok},"
@@ -178,9 +163,9 @@ def run_set(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
-    reply = _ledger(args, "DeletePrice", pb.DeletePriceRequest(price_id=args.price_id))
+    reply = invoke(args, "DeletePrice", pb.DeletePriceRequest(price_id=args.price_id))
     if args.json:
-        _print_json(reply)
+        print_json(reply)
     else:
         print(f"Deleted price version {args.price_id}.")
     return 0

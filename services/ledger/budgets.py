@@ -19,7 +19,6 @@ entry (see docs/ledger.md, Guarantees).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,14 +30,13 @@ from lockgate.errors import InvalidRequest, NotFound, PermissionDenied
 from lockgate.identity import Identity
 from lockgate.ids import new_id
 from lockgate.money import usd
+from lockgate.periodic import Periodic
 from services.ledger.budget_alerts import ThresholdAlerts
 from services.ledger.budget_counters import BudgetCounters, Hold, Level
 from services.ledger.budget_store import BudgetStore
 from services.ledger.models import Budget
 from services.ledger.periods import PERIODS, Period, period_at, zone
 from services.ledger.scopes import BUDGET_SCOPES, CallScopes
-
-log = logging.getLogger("lockgate.ledger.budgets")
 
 #: $1e9: far above any real budget, far below int64 overflow in sums.
 MAX_AMOUNT_MICRO_USD = 10**15
@@ -87,11 +85,10 @@ class BudgetBook:
         self.counters = counters
         self.alerts = alerts
         self.clock = clock
-        self.refresh_seconds = refresh_seconds
-        self.reconcile_seconds = reconcile_seconds
         self._index: dict[_IndexKey, list[Budget]] = {}
         self._seeding: dict[str, asyncio.Lock] = {}
-        self._task: asyncio.Task | None = None
+        self._refresher = Periodic("budget-refresh", refresh_seconds, self.load)
+        self._reconciler = Periodic("budget-reconcile", reconcile_seconds, self.reconcile)
 
     # -- the in-memory index ------------------------------------------------------------
 
@@ -270,31 +267,13 @@ class BudgetBook:
     # -- background: other replicas' changes, reconciliation ----------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._maintain())
+        self._refresher.start()
+        self._reconciler.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._refresher.close()
+        await self._reconciler.close()
         await self.counters.close()
-
-    async def _maintain(self) -> None:
-        since_reconcile = 0.0
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            since_reconcile += self.refresh_seconds
-            try:
-                await self.load()
-                if since_reconcile >= self.reconcile_seconds:
-                    since_reconcile = 0.0
-                    await self.reconcile()
-            except Exception:  # noqa: BLE001 - the database may be briefly away: retry next round
-                log.exception("budget maintenance failed")
 
     async def reconcile(self) -> None:
         """Re-read each current period's spend from the database; drop past periods."""

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lockgate.metrics import Counter
+from lockgate.periodic import Periodic
 from services.ledger.call_log_store import CallLogStore
 
 log = logging.getLogger("lockgate.ledger.call_log")
@@ -31,7 +32,7 @@ class Pruned:
     bodies: int
 
 
-class CallLogRetention:
+class CallLogRetention(Periodic):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -43,34 +44,14 @@ class CallLogRetention:
     ):
         self.sessions = sessions
         self.retention = retention
-        self.interval = interval
         self.chunk = chunk
         self.pause = pause
-        self._task: asyncio.Task | None = None
+        super().__init__("call-log-prune", interval, self._prune_and_log, immediately=True)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="call-log-prune")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                pruned = await self.prune()
-                if pruned.calls or pruned.bodies:
-                    log.info("call log pruned",
-                             extra={"calls": pruned.calls, "bodies": pruned.bodies})
-            except Exception:  # noqa: BLE001 - try again next time
-                log.warning("call log pruning failed", exc_info=True)
-            await asyncio.sleep(self.interval)
+    async def _prune_and_log(self) -> None:
+        pruned = await self.prune()
+        if pruned.calls or pruned.bodies:
+            log.info("call log pruned", extra={"calls": pruned.calls, "bodies": pruned.bodies})
 
     async def prune(self, now: datetime | None = None) -> Pruned:
         """Delete every call record and body older than the retention period."""

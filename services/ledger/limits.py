@@ -21,7 +21,6 @@ the limiter must not take inference down, and usage is still metered.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from lockgate.errors import InvalidRequest, NotFound, PermissionDenied
 from lockgate.identity import Identity
 from lockgate.ids import new_id
 from lockgate.metrics import Counter
+from lockgate.periodic import Periodic
 from lockgate.rate_headers import retry_after_seconds
 from services.ledger.limits_store import RateLimitStore
 from services.ledger.models import RateLimit
@@ -386,36 +386,16 @@ class RateLimitService:
             log.warning("rate limit counters unavailable, allowing calls: %s", exc)
 
 
-class LimitRefresher:
+class LimitRefresher(Periodic):
     """Re-reads every limit from the database every `interval` seconds, so each
-    replica sees the others' changes (start()/close() as GrpcService.background
-    expects). Closing it also closes the counters."""
+    replica sees the others' changes. Closing it also closes the counters."""
 
     def __init__(self, service: RateLimitService, interval: float = 5.0):
+        super().__init__("rate-limit-refresh", interval, service.load)
         self.service = service
-        self.interval = interval
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.service.load()
-            except Exception:  # noqa: BLE001 - a database blip must not end the loop
-                log.warning("reloading rate limits failed; retrying", exc_info=True)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await super().close()
         await self.service.counters.close()
 
 

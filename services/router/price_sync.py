@@ -18,7 +18,6 @@ takes effect that day.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -29,6 +28,7 @@ import grpc
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
 from lockgate.metrics import Counter
+from lockgate.periodic import Periodic
 from lockgate.prices import Price, PriceBook, shipped_price_book
 
 log = logging.getLogger("lockgate.router.prices")
@@ -73,7 +73,7 @@ def book_of(shipped: PriceBook, listed: list[ledger_pb.PriceVersion]) -> PriceBo
     return shipped.merged(overrides)
 
 
-class PriceSync:
+class PriceSync(Periodic):
     def __init__(
         self,
         stub: ledger_grpc.LedgerServiceStub,
@@ -83,29 +83,15 @@ class PriceSync:
         shipped: PriceBook | None = None,
         today: Callable[[], date] = utc_today,
     ):
+        super().__init__("price-sync", interval, self.refresh, immediately=True)
         self.stub = stub
         self.on_change = on_change
-        self.interval = interval
         self.shipped = shipped if shipped is not None else shipped_price_book()
         #: The book in use: the shipped one until the ledger answers.
         self.book = self.shipped
         self.today = today
         self._day = today()
         self._reachable = True
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="price-sync")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def refresh(self) -> bool:
         """Read the ledger's book now; True when a new book was handed over."""
@@ -138,11 +124,3 @@ class PriceSync:
             log.info("price book updated", extra={"models": len(book)})
         self.book, self._day = book, today
         return changed
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # noqa: BLE001 - pricing must never stop the router
-                log.exception("price book refresh failed")
-            await asyncio.sleep(self.interval)

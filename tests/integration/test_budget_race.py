@@ -9,15 +9,12 @@ so that dozens of calls are in flight at once on both routers.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import grpc
 import orjson
-import pytest
 from google.api import httpbody_pb2
 
 from lockgate.identity import KEY_ID, PRINCIPAL, ROLES, TEAM_ID, TENANT_ID
@@ -30,8 +27,8 @@ from services.ledger.app import LedgerSettings
 from services.ledger.app import build as build_ledger
 from tests.conftest import free_port
 from tests.integration.router_harness import simulators
+from tests.integration.service_process import ServiceProcess
 
-ROUTER_SERVICE = "lockgate.router.v1.RouterService"
 GATEWAY = """
 providers:
   sim:
@@ -55,51 +52,17 @@ BUDGET_MICRO_USD = 2_000_000  # $2; one call reserves and costs about $0.09
 
 @asynccontextmanager
 async def router_process(tmp_path: Path, name: str, gateway: Path, ledger_port: int):
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")},
-        "LOCKGATE_ROUTER_GRPC_PORT": str(port),
-        "LOCKGATE_ROUTER_DATA_DIR": str(tmp_path / name),
-        "LOCKGATE_ROUTER_GATEWAY_CONFIG": str(gateway),
-        "LOCKGATE_ROUTER_LEDGER_ADDRESS": f"127.0.0.1:{ledger_port}",
-        "LOCKGATE_ROUTER_DECISION_LOG": "false",
-    }
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.router", env=env, stdout=out, stderr=out
-        )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    router = ServiceProcess(
+        "router", free_port(), tmp_path / f"{name}.log", data_dir=str(tmp_path / name),
+        gateway_config=str(gateway), ledger_address=f"127.0.0.1:{ledger_port}",
+        decision_log="false",
+    )
+    await router.start()
     try:
-        await wait_serving_router(channel, proc, log)
-        yield pb_grpc.RouterServiceStub(channel)
+        async with grpc.aio.insecure_channel(router.address) as channel:
+            yield pb_grpc.RouterServiceStub(channel)
     finally:
-        await channel.close()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-async def wait_serving_router(channel, proc, log) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            pytest.fail(f"router exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=ROUTER_SERVICE), timeout=1)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.1)
-    pytest.fail(f"router not serving:\n{log.read_text()}")
+        await router.stop()
 
 
 async def chat(router: pb_grpc.RouterServiceStub, i: int) -> tuple[int, dict]:

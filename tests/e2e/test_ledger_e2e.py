@@ -1,7 +1,10 @@
-"""Budgets through the real stack: a tenant admin sets a hard daily budget on a
-developer's key with the CLI; the key's calls go through until the budget
-could be exceeded, then the official SDK gets a RateLimitError that names the
-budget; `lockgate budgets list` shows the spend."""
+"""The ledger through the real stack.
+
+- Budgets: a tenant admin sets a hard daily budget on a developer's key with the
+  CLI; the key's calls go through until the budget could be exceeded, then the
+  official SDK gets a RateLimitError that names the budget; `lockgate budgets
+  list` shows the spend.
+- SDK retries: every request the SDK sends is one usage entry, never two."""
 
 from __future__ import annotations
 
@@ -26,6 +29,12 @@ def run(stack, *args: str, code: int = 0):
 
 def cli_json(stack, *args: str, key: str) -> dict:
     return json.loads(run(stack, *args, "--json", "--key", key).stdout)
+
+
+def cli_json_lines(stack, *args: str, key: str) -> list[dict]:
+    """`lockgate usage --json`: one JSON object per line."""
+    out = run(stack, *args, "--json", "--key", key).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +110,34 @@ def test_hard_budget_on_a_key_stops_its_calls(stack, team):
     assert ask(stack, team["dev"], max_tokens=8).choices
     run(stack, "budgets", "delete", budget_id, "--key", team["boss"])
     assert budget_id not in run(stack, "budgets", "list", "--key", team["boss"]).stdout
+
+
+def test_sdk_retries_are_one_entry_per_request(stack, team):
+    """The SDK retries a 503 twice: three requests reach the gateway, each its own
+    provider attempt and request id, so three entries; none is counted twice."""
+    retrying = openai.OpenAI(base_url=stack.base_url, api_key=team["dev"], max_retries=2)
+    with pytest.raises(openai.APIStatusError) as failed:
+        retrying.chat.completions.create(
+            model="unreachable", messages=[{"role": "user", "content": "retry me"}])
+    assert failed.value.status_code == 503
+    answered = retrying.chat.completions.with_raw_response.create(
+        model="priced", max_tokens=4, messages=[{"role": "user", "content": "once"}])
+    request_id = answered.headers["x-request-id"]
+
+    def by_alias() -> dict[str, dict]:
+        rows = cli_json_lines(stack, "usage", "--by", "alias", "--since", "1h", key=team["boss"])
+        return {row["group"]["alias"]: row for row in rows}
+
+    deadline = time.monotonic() + 10
+    while True:
+        rows = by_alias()
+        if int(rows.get("unreachable", {}).get("requests", 0)) >= 3 and "priced" in rows:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+    time.sleep(0.5)  # anything counted twice would have arrived by now
+    rows = by_alias()
+    assert int(rows["unreachable"]["requests"]) == 3
+    assert int(rows["unreachable"]["errors"]) == 3
+    entries = cli_json_lines(stack, "usage", "--limit", "200", key=team["boss"])
+    assert [e["request_id"] for e in entries].count(request_id) == 1
