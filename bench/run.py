@@ -59,6 +59,23 @@ def wrk(url: str, concurrency: int, seconds: int, key: str | None) -> dict:
     }
 
 
+def govern(stack) -> dict:
+    """Make the governed path pay for everything a governed call does: a hard
+    budget and a rate limit (requests and tokens) on the tenant, so every call is
+    admitted by the ledger (Admit) and counted by the edge rate limiter (RLS),
+    both far from their caps so no call is refused."""
+    commands = (
+        ("budgets", "set", "--tenant", "--usd", "1000000", "--period", "day", "--hard"),
+        ("limits", "set", "--tenant", "--rpm", "10000000", "--tpm", "10000000000"),
+    )
+    for args in commands:
+        done = stack.cli(*args, "--admin-key", stack.admin_key)
+        if done.returncode != 0:
+            raise RuntimeError(f"lockgate {' '.join(args)}: {done.stderr}")
+    return {"tenant_budget_usd_per_day": 1_000_000, "tenant_rpm": 10_000_000,
+            "tenant_tpm": 10_000_000_000}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
@@ -81,6 +98,7 @@ def main() -> int:
         "s1_unary_chat": [],
     }
     with EphemeralStack(config=GATEWAY) as stack:
+        results["governance"] = govern(stack)
         direct_url = f"{stack.sim_url}/chat/completions"
         governed_url = f"{stack.base_url}/chat/completions"
         for url, key in ((direct_url, None), (governed_url, stack.admin_key)):  # warm up

@@ -313,6 +313,12 @@ def _lifecycle_headers(binding: reg_pb.AliasBinding | reg_pb.PromptRoute
     return out
 
 
+def _header_safe(value: str) -> bool:
+    """The client chose the model name: only a short printable ASCII one goes into a
+    header (anything else would make Envoy refuse the request; the router answers it)."""
+    return len(value) <= 256 and value.isascii() and value.isprintable()
+
+
 def _allowed(principal: Principal, headers: dict[str, str], governed: Governed,
              model: str) -> authz.CheckResponse:
     binding = governed.binding
@@ -328,7 +334,7 @@ def _allowed(principal: Principal, headers: dict[str, str], governed: Governed,
         API_ID: binding.api_id if binding is not None else "",
         API_VERSION: binding.version if binding is not None else "",
         SUBSCRIPTION_ID: governed.subscription_id,
-        MODEL: model,
+        MODEL: model if _header_safe(model) else "",
     }
     # Set the identity headers that have a value; strip every other client-sent
     # x-lockgate-* header and the credential. Empty values are never sent as

@@ -46,6 +46,8 @@ ADMISSIONS = Counter(
 
 #: A reservation outlives the call's deadline by this much before it expires.
 _RESERVATION_SLACK_SECONDS = 60
+#: While the ledger is away, say so at most this often.
+_WARN_EVERY_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class AdmissionClient:
         self.default_max_output_tokens = default_max_output_tokens
         #: scopes -> time.monotonic() until which nothing applies to them
         self._unrestricted: BoundedLRU[tuple, float] = BoundedLRU(100_000)
+        self._warned_at = -_WARN_EVERY_SECONDS
 
     async def admit(self, call, plan: list[Deployment], body: dict) -> list[tuple[str, str]]:
         """Admit the call or raise RateLimited (429) / ServiceUnavailable (503);
@@ -117,8 +120,11 @@ class AdmissionClient:
                 raise ServiceUnavailable(
                     "budget and rate limit checks are unavailable; try again shortly"
                 ) from None
-            log.warning("admission unavailable: call admitted unchecked (failure_mode open)",
-                        extra={"code": exc.code().name})
+            now = time.monotonic()
+            if now - self._warned_at >= _WARN_EVERY_SECONDS:  # not once per call in an outage
+                self._warned_at = now
+                log.warning("admission unavailable: calls admitted unchecked (failure_mode"
+                            " open)", extra={"code": exc.code().name})
             return []
         if reply.unrestricted_ttl_ms > 0:
             self._unrestricted.put(scopes, time.monotonic() + reply.unrestricted_ttl_ms / 1000)

@@ -51,6 +51,22 @@ async def test_allowed_request_gets_identity_and_loses_credential_and_spoofs(aut
     assert "x-lockgate-x" in reply.ok_response.headers_to_remove
 
 
+@pytest.mark.parametrize(("model", "sent"), [
+    ("demo", "demo"),
+    ("gpt-4o:2024-08-06", "gpt-4o:2024-08-06"),
+    ("demo\r\nx-evil: 1", None),
+    ("modèle", None),
+    ("m" * 300, None),
+])
+async def test_the_model_header_carries_only_header_safe_names(auth, model, sent):
+    """x-lockgate-model (for the edge rate limiter) comes from the client's body."""
+    check, _, admin_key, _ = auth
+    reply = await check.Check(check_request(admin_key, model=model))
+    assert reply.status.code == code_pb2.OK
+    added = {h.header.key: h.header.value for h in reply.ok_response.headers}
+    assert added.get("x-lockgate-model") == sent
+
+
 @pytest.mark.parametrize(
     ("key", "status", "code"),
     [
