@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: up test venv tools proto proto-check lint bench clean
+.PHONY: up test venv tools proto proto-check lint bench bench-peers clean
 
 ## up: set up if needed, then start the whole gateway on its embedded defaults
 up: $(STAMP)
@@ -47,6 +47,11 @@ lint: $(STAMP) $(BUF)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.run
+
+## bench-peers: S1 through Lockgate, LiteLLM proxy and Portkey (installed into bench/.peers) in one run; writes bench/results/peers-latest.json
+bench-peers: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python -m bench.peers
 
 clean:
 	rm -rf $(VENV) .tools/node_modules .lockgate

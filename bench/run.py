@@ -4,8 +4,9 @@ S1 (unary chat): wrk at concurrency 1 and 50 against
   - direct:   the provider simulator's /v1/chat/completions
   - governed: Envoy -> auth (key, policy) -> router -> simulator, usage ledgered
 Both in the same run on the same machine, so the ratio is what counts.
-S2 (first cut): concurrent paced SSE streams, direct vs governed: completion
-  and time-to-first-token overhead (bench/streaming.py).
+S2: 1,000 concurrent paced SSE streams, direct vs governed: completion,
+  time-to-first-token overhead, and the peak RSS of all Lockgate processes
+  (bench/streaming.py).
 S3: ledger ingestion, sustained entries/s through RecordUsage into a ledger
   process on SQLite and on PostgreSQL, one and four senders (bench/ledger_ingest.py).
 S4: access policy decision and ext_authz Check latency (in process, cached and
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import check_latency, ledger_ingest, streaming
+from lockgate.stack import state as stack_state
 from lockgate.stack.ephemeral import EphemeralStack
 
 ROOT = Path(__file__).resolve().parent
@@ -38,9 +40,13 @@ BODY = json.dumps(
 )
 
 
-def wrk(url: str, concurrency: int, seconds: int, key: str | None) -> dict:
+def wrk(url: str, concurrency: int, seconds: int, key: str | None,
+        headers: dict[str, str] | None = None) -> dict:
+    """wrk POSTing BODY at fixed concurrency; `headers` are sent as well (other
+    gateways' routing headers, see bench/peers.py)."""
     threads = max(1, min(2, concurrency))
-    env = {**os.environ, "BENCH_BODY": BODY, "BENCH_AUTH": key or ""}
+    env = {**os.environ, "BENCH_BODY": BODY, "BENCH_AUTH": key or "",
+           "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())}
     proc = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
          "-s", str(ROOT / "wrk_report.lua"), url],
@@ -57,6 +63,17 @@ def wrk(url: str, concurrency: int, seconds: int, key: str | None) -> dict:
         "p99_ms": raw["p99_us"] / 1000,
         "errors": raw["socket_errors"] + raw["non_2xx"],
     }
+
+
+def lockgate_pids(stack) -> dict[str, int]:
+    """Every process of the stack but the simulator (the upstream): Envoy, the
+    four services and the supervisor, by name."""
+    saved = stack_state.read(stack.data_dir / "run" / "stack.json")
+    if saved is None:
+        raise RuntimeError("the stack wrote no state file")
+    pids = {c.name: c.pid for c in saved.components if c.pid and c.name != "sim"}
+    pids["supervisor"] = saved.pid
+    return pids
 
 
 def govern(stack) -> dict:
@@ -79,8 +96,8 @@ def govern(stack) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--streams", type=int, default=200, help="concurrent streams of S2")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--streams", type=int, default=1000, help="concurrent streams of S2")
     parser.add_argument("--ingest-seconds", type=float, default=10.0,
                         help="S3: measured seconds per backend and sender count")
     parser.add_argument("--check-seconds", type=float, default=5.0,
@@ -118,7 +135,7 @@ def main() -> int:
             print(json.dumps(row))
         results["s2_streaming"] = streaming.compare(
             f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
-            stack.admin_key, streams=args.streams,
+            stack.admin_key, streams=args.streams, lockgate_pids=lockgate_pids(stack),
         )
         print(json.dumps(results["s2_streaming"]))
     results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run(seconds=args.ingest_seconds))

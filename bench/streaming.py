@@ -1,6 +1,7 @@
-"""S2 (first cut): concurrent SSE streams, direct to the simulator vs through
-the gateway, in one run: every stream must complete with every chunk; the
-result is time to first token (TTFT) and its overhead over direct.
+"""S2: concurrent SSE streams, direct to the simulator vs through the gateway,
+in one run: every stream must complete with every chunk; the result is time
+to first token (TTFT) and its overhead over direct, and the peak resident
+memory (RSS) of all Lockgate processes while the governed streams run.
 
 The simulator paces the streams (x-sim-chunk-count / x-sim-chunk-interval-ms,
 passed through the gateway by the bench config's forward_headers), so the
@@ -12,7 +13,9 @@ the direct run shows what the client itself costs.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import threading
 import time
 
 import aiohttp
@@ -78,10 +81,59 @@ async def run_streams(url: str, key: str | None, streams: int, chunks: int,
     }
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class PeakRss:
+    """Samples the summed RSS of some processes every `interval` seconds in a
+    thread (the asyncio client must not be slowed), keeping the peak."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.05):
+        self.pids = pids
+        self.interval = interval
+        self.peak_total = 0
+        self.peak_by_process: dict[str, int] = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            sizes = {name: rss_bytes(pid) for name, pid in self.pids.items()}
+            self.peak_total = max(self.peak_total, sum(sizes.values()))
+            for name, size in sizes.items():
+                self.peak_by_process[name] = max(self.peak_by_process[name], size)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        mb = 1024 * 1024
+        return {"peak_rss_mb": round(self.peak_total / mb, 1),
+                "peak_rss_mb_by_process": {n: round(v / mb, 1)
+                                           for n, v in sorted(self.peak_by_process.items())}}
+
+
 def compare(direct_url: str, governed_url: str, key: str, streams: int = 200,
-            chunks: int = 50, interval_ms: int = 20) -> dict:
+            chunks: int = 50, interval_ms: int = 20,
+            lockgate_pids: dict[str, int] | None = None) -> dict:
+    """`lockgate_pids`: the processes whose summed peak RSS is reported (name -> pid)."""
     direct = asyncio.run(run_streams(direct_url, None, streams, chunks, interval_ms))
-    governed = asyncio.run(run_streams(governed_url, key, streams, chunks, interval_ms))
+    with PeakRss(lockgate_pids or {}) as memory:
+        governed = asyncio.run(run_streams(governed_url, key, streams, chunks, interval_ms))
+    if lockgate_pids:
+        governed.update(memory.summary())
     row = {"chunks_per_stream": chunks, "chunk_interval_ms": interval_ms,
            "direct": direct, "governed": governed}
     if direct["ttft_p50_ms"] is not None and governed["ttft_p50_ms"] is not None:
