@@ -152,7 +152,8 @@ class MemoryCounters:
         self._windows.clear()
 
 
-# KEYS: the counters; ARGV[1]: hits, ARGV[2]: expiry (ms), ARGV[2 + i]: limit of KEYS[i].
+# KEYS: the counters; ARGV[1]: hits, ARGV[2]: when they expire (unix ms), ARGV[2 + i]:
+# limit of KEYS[i].
 # Returns {acquired (1/0), count 1, count 2, ...}.
 _ACQUIRE = """
 local hits = tonumber(ARGV[1])
@@ -165,7 +166,7 @@ end
 if acquired == 1 then
   for i = 1, #KEYS do
     counts[i] = redis.call('INCRBY', KEYS[i], hits)
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    redis.call('PEXPIREAT', KEYS[i], ARGV[2])
   end
 end
 table.insert(counts, 1, acquired)
@@ -191,14 +192,12 @@ class RedisCounters:
         timeout: float = 0.05,
         max_connections: int = 64,
         down_seconds: float = 1.0,
-        clock_ms: Callable[[], int] = wall_clock_ms,
     ):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("the ledger's redis_url must be a redis://, rediss:// or unix:// URL")
         self.key_prefix = key_prefix
         self.timeout = timeout
         self.down_seconds = down_seconds
-        self._clock_ms = clock_ms
         self._down_until = 0.0
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -214,8 +213,11 @@ class RedisCounters:
     def _keys(self, window: Window, names: Sequence[str]) -> list[str]:
         return [f"{self.key_prefix}{name}:{window.start_ms // 1000}" for name in names]
 
-    def _expiry_ms(self, window: Window) -> int:
-        return window.reset_ms(self._clock_ms()) + EXPIRY_SLACK_MS
+    @staticmethod
+    def _expires_at_ms(window: Window) -> int:
+        """An absolute time: a command that waited in a queue (a busy ledger, a slow
+        pool) still expires its keys at the same moment after their window."""
+        return window.end_ms + EXPIRY_SLACK_MS
 
     async def _run(self, op: str, call):
         if time.monotonic() < self._down_until:
@@ -239,20 +241,20 @@ class RedisCounters:
         if not names:
             return True, []
         keys = self._keys(window, names)
-        args = [hits, self._expiry_ms(window), *limits]
+        args = [hits, self._expires_at_ms(window), *limits]
         reply = await self._run("acquire", lambda: self._acquire(keys=keys, args=args))
         return bool(int(reply[0])), [int(c) for c in reply[1:]]
 
     async def add(self, window: Window, names: Sequence[str], amount: int) -> None:
         if not names:
             return
-        keys, expiry = self._keys(window, names), self._expiry_ms(window)
+        keys, expires_at = self._keys(window, names), self._expires_at_ms(window)
 
         async def call():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for key in keys:
                     pipe.incrby(key, amount)
-                    pipe.pexpire(key, expiry)
+                    pipe.pexpireat(key, expires_at)
                 await pipe.execute()
 
         await self._run("add", call)
