@@ -167,6 +167,15 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class CachedDecision:
+    """A decision with the policy input it was taken on and its result as logged."""
+
+    decision: Decision
+    input: dict
+    result: dict
+
+
 class Checker:
     def __init__(
         self,
@@ -189,7 +198,7 @@ class Checker:
         self.decision_log = decision_log
         # Keys hold everything a decision depends on (principal with its status
         # and scopes, request, policy revision), so an entry never goes stale.
-        self.decisions: BoundedLRU[tuple, Decision] = BoundedLRU()
+        self.decisions: BoundedLRU[tuple, CachedDecision] = BoundedLRU()
 
     async def check(self, request: authz.CheckRequest) -> authz.CheckResponse:
         http = request.attributes.request.http
@@ -210,8 +219,8 @@ class Checker:
         presented = key is not None
         cache_key = (principal, status, presented, credential_error, method, http.method, path,
                      model, revision, governed.key)
-        decision = self.decisions.get(cache_key)
-        if decision is None or self.decision_log is not None:
+        cached = self.decisions.get(cache_key)
+        if cached is None:
             policy_input = {
                 "principal": principal.as_policy_input(now) if principal else None,
                 "credential": {"present": presented, "error": credential_error},
@@ -223,14 +232,15 @@ class Checker:
                 },
                 **governed.policy_input(),
             }
-            if decision is None:
-                decision = await self._decide(policy_input)
-                if decision.code != "policy_error":  # an engine failure is not an answer
-                    self.decisions.put(cache_key, decision)
-            if self.decision_log is not None:
-                self.decision_log.record(
-                    ACCESS_DECISION, policy_input, dataclasses.asdict(decision), revision
-                )
+            decision = await self._decide(policy_input)
+            cached = CachedDecision(decision, policy_input, dataclasses.asdict(decision))
+            if decision.code != "policy_error":  # an engine failure is not an answer
+                self.decisions.put(cache_key, cached)
+        decision = cached.decision
+        if self.decision_log is not None:
+            # The key holds everything the input is made of, so a hit logs the input
+            # and result kept with it (shared, never mutated) instead of rebuilding them.
+            self.decision_log.record(ACCESS_DECISION, cached.input, cached.result, revision)
         # The transcoder rewrote REST requests to gRPC (and left the original path).
         grpc_client = "x-envoy-original-path" not in headers
         if not decision.allow:

@@ -162,3 +162,36 @@ async def test_a_failing_policy_engine_fails_closed_and_is_not_cached(tmp_path):
         assert (await checker.check(check_request(admin_key))).status.code == code_pb2.OK
     finally:
         await engine.dispose()
+
+
+async def test_cached_decisions_are_logged_with_their_full_input(tmp_path):
+    """A decision cache hit is still one decision-log entry, with the same input
+    and result as the evaluated one (kept with the cached decision), and its own id."""
+    import json
+
+    from lockgate.decision_log import DecisionLog
+
+    settings = AuthSettings(data_dir=tmp_path, grpc_port=0)
+    _server, service, engine = await build(settings)
+    log = DecisionLog(tmp_path / "decisions.jsonl", "auth", mask=("/principal/key_id",))
+    log.start()
+    checker = Checker(service, PolicyEngine(), log)
+    admin_key = (tmp_path / "admin.key").read_text().strip()
+    try:
+        for _ in range(3):
+            assert (await checker.check(check_request(admin_key))).status.code == code_pb2.OK
+        await checker.check(check_request(None))
+    finally:
+        await log.close()
+        await engine.dispose()
+    entries = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert len(entries) == 4
+    first, *hits, denied = entries
+    assert all(e["input"] == first["input"] and e["result"] == first["result"] for e in hits)
+    assert first["result"]["allow"] is True and denied["result"]["code"] == "missing_api_key"
+    assert len({e["decision_id"] for e in entries}) == 4
+    # masking copies: the cached input keeps its key id for the next hits and decisions
+    assert "key_id" not in first["input"]["principal"]
+    assert first["erased"] == ["/input/principal/key_id"]
+    cached = next(iter(checker.decisions._entries.values()))
+    assert cached.input["principal"]["key_id"].startswith("key_")
