@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 from lockgate.cli.admin import print_json
-from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import invoke
+from lockgate.cli.ledger_calls import add_scope_flags, invoke, scope_of
 from lockgate.cli.options import add_gateway_options
 from lockgate.cli.table import format_table
 from lockgate.money import parse_usd, usd
@@ -42,11 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Create or replace a budget (one per scope and period). Example:"
         " lockgate budgets set --key key_123 --usd 5 --period day --hard",
     )
-    target = setter.add_mutually_exclusive_group(required=True)
-    target.add_argument("--tenant", action="store_true", help="the caller's whole tenant")
-    target.add_argument("--team", metavar="ID", help="a team (team_…)")
-    target.add_argument("--key", dest="key_id", metavar="ID", help="an API key (key_…)")
-    target.add_argument("--subscription", metavar="ID", help="a subscription (sub_…)")
+    add_scope_flags(setter, "subscription", "ID", "a subscription (sub_…)")
     setter.add_argument("--usd", type=micro_usd, required=True, metavar="AMOUNT",
                         help="the amount per period in US dollars, e.g. 5 or 0.25")
     setter.add_argument("--period", choices=PERIODS, required=True,
@@ -79,17 +74,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def set_request(args: argparse.Namespace):
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
-    if args.tenant:
-        scope, scope_id = "tenant", ""
-    elif args.team:
-        scope, scope_id = "team", args.team
-    elif args.key_id:
-        scope, scope_id = "key", args.key_id
-    else:
-        scope, scope_id = "subscription", args.subscription
-    if scope != "tenant" and not scope_id.strip():
-        raise CliError(f"--{scope} needs a value", 2)
-    return pb.SetBudgetRequest(scope=scope, scope_id=scope_id.strip(), amount_micro_usd=args.usd,
+    scope, scope_id = scope_of(args, "subscription")
+    return pb.SetBudgetRequest(scope=scope, scope_id=scope_id, amount_micro_usd=args.usd,
                                period=args.period, timezone=args.timezone, hard=args.hard)
 
 

@@ -1,9 +1,12 @@
 """What the ledger commands share (budgets, limits, prices, calls): one
-LedgerService call with the admin key."""
+LedgerService call with the admin key, and the scope flags of `budgets set` and
+`limits set` (--tenant | --team ID | --key ID | their own last one)."""
 
 from __future__ import annotations
 
 import argparse
+
+from lockgate.cli.errors import CliError
 
 
 def invoke(args: argparse.Namespace, method: str, request):
@@ -16,3 +19,24 @@ def invoke(args: argparse.Namespace, method: str, request):
     with channel(url) as ch:
         rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
         return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
+
+
+def add_scope_flags(parser: argparse.ArgumentParser, last: str, metavar: str, help: str) -> None:
+    """--tenant | --team ID | --key ID | --<last> <metavar>, exactly one."""
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tenant", action="store_true", help="the caller's whole tenant")
+    target.add_argument("--team", metavar="ID", help="a team (team_…)")
+    target.add_argument("--key", dest="key_id", metavar="ID", help="an API key (key_…)")
+    target.add_argument(f"--{last}", metavar=metavar, help=help)
+
+
+def scope_of(args: argparse.Namespace, last: str) -> tuple[str, str]:
+    """(scope, scope id) from the flags of add_scope_flags; "" for the tenant."""
+    if args.tenant:
+        return "tenant", ""
+    for scope, value in (("team", args.team), ("key", args.key_id), (last, getattr(args, last))):
+        if value is not None:
+            if not value.strip():
+                raise CliError(f"--{scope} needs a value", 2)
+            return scope, value.strip()
+    raise CliError("give one of --tenant, --team, --key or --" + last, 2)

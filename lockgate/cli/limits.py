@@ -7,7 +7,7 @@ import argparse
 
 from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import invoke
+from lockgate.cli.ledger_calls import add_scope_flags, invoke, scope_of
 from lockgate.cli.options import add_gateway_options
 
 HEADERS = ("ID", "SCOPE", "SCOPE ID", "REQUESTS/MIN", "TOKENS/MIN", "UPDATED")
@@ -40,11 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Create or replace the rate limit of one scope. Both rates are set:"
         " a rate that is not given is 0 (no limit of that kind).",
     )
-    target = setter.add_mutually_exclusive_group(required=True)
-    target.add_argument("--tenant", action="store_true", help="the caller's whole tenant")
-    target.add_argument("--team", metavar="ID", help="a team (team_…)")
-    target.add_argument("--key", dest="key_id", metavar="ID", help="an API key (key_…)")
-    target.add_argument("--alias", metavar="NAME", help="a model alias, for the whole tenant")
+    add_scope_flags(setter, "alias", "NAME", "a model alias, for the whole tenant")
     setter.add_argument("--rpm", type=_count, default=0, metavar="N",
                         help="requests per minute (0: no request limit)")
     setter.add_argument("--tpm", type=_count, default=0, metavar="N",
@@ -73,17 +69,8 @@ def set_request(args: argparse.Namespace):
     if not args.rpm and not args.tpm:
         raise CliError("give --rpm, --tpm or both (to remove a limit: lockgate limits delete)",
                        2)
-    if args.tenant:
-        scope, scope_id = "tenant", ""
-    elif args.team:
-        scope, scope_id = "team", args.team
-    elif args.key_id:
-        scope, scope_id = "key", args.key_id
-    else:
-        scope, scope_id = "alias", args.alias
-    if scope != "tenant" and not scope_id.strip():
-        raise CliError(f"--{scope} needs a value", 2)
-    return pb.SetRateLimitRequest(scope=scope, scope_id=scope_id.strip(),
+    scope, scope_id = scope_of(args, "alias")
+    return pb.SetRateLimitRequest(scope=scope, scope_id=scope_id,
                                   requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
 
 
