@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lockgate.cli.admin import print_json
-from lockgate.cli.ledger_calls import add_scope_flags, invoke, scope_of
+from lockgate.cli.ledger_calls import add_scope_flags, invoke, respond, scope_of
 from lockgate.cli.options import add_gateway_options
 from lockgate.cli.table import format_table
 from lockgate.money import parse_usd, usd
@@ -97,33 +96,20 @@ def row(budget) -> tuple:
 
 def run_set(args: argparse.Namespace) -> int:
     reply = invoke(args, "SetBudget", set_request(args))
-    if args.json:
-        print_json(reply)
-    else:
-        budget = reply.budget
-        print(f"Set {describe(budget)}; spent this period: {usd(budget.spent_micro_usd)}.")
-    return 0
+    return respond(args, reply, lambda: f"Set {describe(reply.budget)}; spent this period:"
+                   f" {usd(reply.budget.spent_micro_usd)}.")
 
 
 def run_list(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
     reply = invoke(args, "ListBudgets", pb.ListBudgetsRequest(scope=args.scope))
-    if args.json:
-        print_json(reply)
-    elif not reply.budgets:
-        print("No budgets.")
-    else:
-        print(format_table(HEADERS, [row(b) for b in reply.budgets]))
-    return 0
+    return respond(args, reply, lambda: format_table(HEADERS, [row(b) for b in reply.budgets])
+                   if reply.budgets else "No budgets.")
 
 
 def run_delete(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
     reply = invoke(args, "DeleteBudget", pb.DeleteBudgetRequest(budget_id=args.budget_id))
-    if args.json:
-        print_json(reply)
-    else:
-        print(f"Deleted budget {args.budget_id}.")
-    return 0
+    return respond(args, reply, lambda: f"Deleted budget {args.budget_id}.")

@@ -1,11 +1,13 @@
 """What the ledger commands share (budgets, limits, prices, calls): one
-LedgerService call with the admin key, and the scope flags of `budgets set` and
+LedgerService call with the admin key, its answer as JSON or text, and the scope flags of `budgets set` and
 `limits set` (--tenant | --team ID | --key ID | their own last one)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
+from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
 
 
@@ -19,6 +21,15 @@ def invoke(args: argparse.Namespace, method: str, request):
     with channel(url) as ch:
         rpc = getattr(pb_grpc.LedgerServiceStub(ch), method)
         return call(lambda: rpc(request, metadata=bearer(key), timeout=args.timeout))
+
+
+def respond(args: argparse.Namespace, reply, text: Callable[[], str]) -> int:
+    """The reply as JSON with --json, else `text()` for people; exit code 0."""
+    if args.json:
+        print_json(reply)
+    else:
+        print(text())
+    return 0
 
 
 def add_scope_flags(parser: argparse.ArgumentParser, last: str, metavar: str, help: str) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import add_scope_flags, invoke, scope_of
+from lockgate.cli.ledger_calls import add_scope_flags, invoke, respond, scope_of
 from lockgate.cli.options import add_gateway_options
 
 HEADERS = ("ID", "SCOPE", "SCOPE ID", "REQUESTS/MIN", "TOKENS/MIN", "UPDATED")
@@ -95,11 +94,8 @@ def describe(limit) -> str:
 
 def run_set(args: argparse.Namespace) -> int:
     reply = invoke(args, "SetRateLimit", set_request(args))
-    if args.json:
-        print_json(reply)
-    else:
-        print(f"Rate limit {reply.rate_limit.rate_limit_id} set on {describe(reply.rate_limit)}.")
-    return 0
+    return respond(args, reply, lambda: f"Rate limit {reply.rate_limit.rate_limit_id} set on"
+                   f" {describe(reply.rate_limit)}.")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -107,13 +103,8 @@ def run_list(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
     reply = invoke(args, "ListRateLimits", pb.ListRateLimitsRequest(scope=args.scope))
-    if args.json:
-        print_json(reply)
-    elif reply.rate_limits:
-        print(format_table(HEADERS, [row(r) for r in reply.rate_limits]))
-    else:
-        print("No rate limits.")
-    return 0
+    return respond(args, reply, lambda: format_table(HEADERS, [row(r) for r in reply.rate_limits])
+                   if reply.rate_limits else "No rate limits.")
 
 
 def run_delete(args: argparse.Namespace) -> int:
@@ -121,8 +112,4 @@ def run_delete(args: argparse.Namespace) -> int:
 
     reply = invoke(args, "DeleteRateLimit",
                     pb.DeleteRateLimitRequest(rate_limit_id=args.rate_limit_id))
-    if args.json:
-        print_json(reply)
-    else:
-        print(f"Deleted rate limit {args.rate_limit_id}.")
-    return 0
+    return respond(args, reply, lambda: f"Deleted rate limit {args.rate_limit_id}.")

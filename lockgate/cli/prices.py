@@ -12,9 +12,8 @@ import argparse
 import re
 from datetime import UTC, datetime
 
-from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import invoke
+from lockgate.cli.ledger_calls import invoke, respond
 from lockgate.cli.options import add_gateway_options
 from lockgate.prices import PROVIDER_TYPES, amount
 
@@ -137,35 +136,23 @@ def run_list(args: argparse.Namespace) -> int:
 
     reply = invoke(args, "ListPrices", pb.ListPricesRequest(provider=args.provider,
                                                             model=args.model))
-    if args.json:
-        print_json(reply)
-    elif reply.prices:
-        today = datetime.now(UTC).date().isoformat()
-        print(format_table(HEADERS, rows(reply.prices, today)))
-    else:
-        print("No prices.")
-    return 0
+    today = datetime.now(UTC).date().isoformat()
+    return respond(args, reply, lambda: format_table(HEADERS, rows(reply.prices, today))
+                   if reply.prices else "No prices.")
 
 
 def run_set(args: argparse.Namespace) -> int:
     reply = invoke(args, "SetPrice", set_request(args))
-    if args.json:
-        print_json(reply)
-        return 0
     p = reply.price
-    print(f"Set {p.provider}/{p.model} from {p.effective_date} (UTC): input {p.input_usd_per_mtok},"
-          f" output {p.output_usd_per_mtok}, cached input {p.cached_input_usd_per_mtok}"
-          f" USD per million tokens ({p.price_id}). Routers use it within their refresh"
-          " interval (30 s by default).")
-    return 0
+    return respond(args, reply, lambda: (
+        f"Set {p.provider}/{p.model} from {p.effective_date} (UTC): input {p.input_usd_per_mtok},"
+        f" output {p.output_usd_per_mtok}, cached input {p.cached_input_usd_per_mtok}"
+        f" USD per million tokens ({p.price_id}). Routers use it within their refresh"
+        " interval (30 s by default)."))
 
 
 def run_delete(args: argparse.Namespace) -> int:
     from lockgate.ledger.v1 import ledger_service_pb2 as pb
 
     reply = invoke(args, "DeletePrice", pb.DeletePriceRequest(price_id=args.price_id))
-    if args.json:
-        print_json(reply)
-    else:
-        print(f"Deleted price version {args.price_id}.")
-    return 0
+    return respond(args, reply, lambda: f"Deleted price version {args.price_id}.")

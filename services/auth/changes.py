@@ -11,13 +11,13 @@ metadata current, off the Check path:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from lockgate.periodic import Periodic
 from services.auth.principals import PrincipalCache
 from services.auth.store import AuthStore
 
@@ -28,63 +28,21 @@ KEEP_CHANGES = timedelta(minutes=10)
 BATCH = 1000
 
 
-class _Loop:
-    """start() / close() around a periodic `tick`, as GrpcService.background expects."""
-
-    interval: float
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self.final()
-
-    async def final(self) -> None:
-        """Work to finish on shutdown."""
-
-    async def _run(self) -> None:
-        await self.first()
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception:  # noqa: BLE001 - a database blip must not end the loop
-                log.warning("%s failed; retrying", type(self).__name__, exc_info=True)
-
-    async def first(self) -> None:
-        """Work before the first interval."""
-
-    async def tick(self) -> None:
-        raise NotImplementedError
-
-
-class ChangeFeed(_Loop):
+class ChangeFeed(Periodic):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], cache: PrincipalCache,
                  interval: float = 0.25):
-        super().__init__()
+        super().__init__("auth-change-feed", interval, self.tick, immediately=True)
         self.sessions = sessions
         self.cache = cache
-        self.interval = interval
-        self.last_seq = 0
+        self.last_seq: int | None = None
         self._ticks = 0
 
-    async def first(self) -> None:
-        # The cache starts empty: only changes from now on matter.
-        async with self.sessions() as session:
-            self.last_seq = await AuthStore(session).last_change()
-
     async def tick(self) -> None:
+        if self.last_seq is None:
+            # The cache starts empty: only changes from now on matter.
+            async with self.sessions() as session:
+                self.last_seq = await AuthStore(session).last_change()
+            return
         async with self.sessions() as session:
             store = AuthStore(session)
             rows = await store.changes_after(self.last_seq, BATCH)
@@ -99,12 +57,11 @@ class ChangeFeed(_Loop):
                 await AuthStore(session).prune_changes(datetime.now(UTC) - KEEP_CHANGES)
 
 
-class LastUsed(_Loop):
+class LastUsed(Periodic):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 5.0,
                  max_pending: int = 100_000):
-        super().__init__()
+        super().__init__("auth-last-used", interval, self.tick)
         self.sessions = sessions
-        self.interval = interval
         self.max_pending = max_pending
         self._pending: dict[str, datetime] = {}
 
@@ -120,7 +77,9 @@ class LastUsed(_Loop):
         async with self.sessions() as session, session.begin():
             await AuthStore(session).touch_keys(pending)
 
-    async def final(self) -> None:
+    async def close(self) -> None:
+        """Stop, then write what is pending."""
+        await super().close()
         try:
             await self.tick()
         except Exception:  # noqa: BLE001 - shutting down; last-used times are advisory

@@ -15,31 +15,16 @@ takes effect within that time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from lockgate.errors import InvalidRequest
 from services.ledger.budgets import BudgetBook
+from services.ledger.limits import RateLimitService
 from services.ledger.scopes import CallScopes
 
 #: How long "nothing applies" may be cached by the router.
 UNRESTRICTED_TTL_MS = 1000
 #: Reservations live at least this long, at most MAX (a call's deadline plus slack).
 MIN_TTL_SECONDS, MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS = 5, 3600, 600
-
-
-class TokenVerdictLike(Protocol):
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_ms: int
-    retry_after_seconds: int
-    message: str
-
-
-class TokenLimits(Protocol):
-    def has_token_limits(self, scopes: CallScopes) -> bool: ...
-
-    async def check_tokens(self, scopes: CallScopes, estimated_tokens: int) -> TokenVerdictLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +40,7 @@ class Admission:
 
 
 class Gate:
-    def __init__(self, budgets: BudgetBook, limits: TokenLimits | None = None):
+    def __init__(self, budgets: BudgetBook, limits: RateLimitService | None = None):
         self.budgets = budgets
         self.limits = limits
 

@@ -326,36 +326,3 @@ async def test_close_writes_what_is_queued(database_url):
             assert (await conn.execute(text("SELECT count(*) FROM call_log"))).scalar() == 25
     finally:
         await engine.dispose()
-
-
-async def test_call_log_migration_matches_models_and_downgrades(database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-    from sqlmodel import SQLModel
-
-    import services.ledger.models  # noqa: F401  (the tables in SQLModel.metadata)
-    from lockgate.db import _alembic_config, make_engine
-
-    version_table = "alembic_version_ledger"
-    cfg = _alembic_config(database_url, MIGRATIONS, version_table)
-    engine = make_engine(database_url)
-    tables = ("call_log", "call_bodies")
-
-    def diff(sync_conn):
-        context = MigrationContext.configure(sync_conn, opts={"version_table": version_table})
-        return [d for d in compare_metadata(context, SQLModel.metadata)
-                if any(t in str(d) for t in tables)]
-
-    try:
-        await asyncio.to_thread(command.upgrade, cfg, "head")
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-        await asyncio.to_thread(command.downgrade, cfg, "ledger_0008")
-        async with engine.connect() as conn:
-            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
-        assert not set(tables) & set(names)
-        await asyncio.to_thread(command.upgrade, cfg, "head")
-    finally:
-        await engine.dispose()

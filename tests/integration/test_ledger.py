@@ -476,3 +476,41 @@ async def test_migrations_match_models_and_downgrade(database_url):
             assert await conn.run_sync(diff) == []
     finally:
         await engine.dispose()
+
+
+# Each ledger migration after the usage columns adds its tables, and its downgrade
+# removes exactly them (the models-match check above covers their shape).
+@pytest.mark.parametrize(("revision", "previous", "tables"), [
+    ("ledger_0006", "ledger_0005", {"prices"}),
+    ("ledger_0007", "ledger_0006", {"budgets", "budget_alerts"}),
+    ("ledger_0008", "ledger_0007", {"rate_limits"}),
+    ("ledger_0009", "ledger_0008", {"call_log", "call_bodies"}),
+])
+async def test_each_migration_adds_and_removes_its_tables(database_url, revision, previous,
+                                                          tables):
+    import asyncio
+
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from lockgate.db import _alembic_config, make_engine
+    from services.ledger.app import MIGRATIONS
+
+    cfg = _alembic_config(database_url, MIGRATIONS, "alembic_version_ledger")
+    engine = make_engine(database_url)
+
+    async def names() -> set[str]:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+    try:
+        await asyncio.to_thread(command.upgrade, cfg, "head")
+        assert tables <= await names()
+        await asyncio.to_thread(command.downgrade, cfg, previous)
+        left = await names()
+        assert not tables & left and "usage_entries" in left
+        await asyncio.to_thread(command.upgrade, cfg, revision)
+        assert tables <= await names()
+        await asyncio.to_thread(command.upgrade, cfg, "head")
+    finally:
+        await engine.dispose()

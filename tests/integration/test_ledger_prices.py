@@ -185,39 +185,3 @@ async def test_only_platform_admins_change_prices(ledger):
     # Reading needs no role (nor an identity: the router reads it directly).
     assert (await ledger.ListPrices(pb.ListPricesRequest(model="gpt-4o"),
                                     metadata=TENANT_ADMIN)).prices[0] == future
-
-
-async def test_prices_migration_matches_the_model_and_downgrades(database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-    from sqlmodel import SQLModel
-
-    import services.ledger.models  # noqa: F401  (the tables in SQLModel.metadata)
-    from lockgate.db import _alembic_config, make_engine
-    from services.ledger.app import MIGRATIONS
-
-    version_table = "alembic_version_ledger"
-    cfg = _alembic_config(database_url, MIGRATIONS, version_table)
-    engine = make_engine(database_url)
-
-    def diff(sync_conn):
-        context = MigrationContext.configure(sync_conn, opts={"version_table": version_table})
-        return [d for d in compare_metadata(context, SQLModel.metadata) if "prices" in str(d)]
-
-    def tables(sync_conn):
-        return set(inspect(sync_conn).get_table_names())
-
-    try:
-        await asyncio.to_thread(command.upgrade, cfg, "head")
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-        await asyncio.to_thread(command.downgrade, cfg, "ledger_0005")
-        async with engine.connect() as conn:
-            assert "prices" not in await conn.run_sync(tables)
-        await asyncio.to_thread(command.upgrade, cfg, "ledger_0006")
-        async with engine.connect() as conn:
-            assert "prices" in await conn.run_sync(tables)
-    finally:
-        await engine.dispose()
