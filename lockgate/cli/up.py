@@ -13,6 +13,12 @@ PORT_FLAGS = {
     "--port": ("http_port", "public HTTP/gRPC port of Envoy (env LOCKGATE_HTTP_PORT, 8080)"),
     "--admin-port": ("envoy_admin_port", "Envoy admin port (env LOCKGATE_ENVOY_ADMIN_PORT, 9901)"),
     "--auth-port": ("auth_port", "auth gRPC port (env LOCKGATE_AUTH_GRPC_PORT, 50061)"),
+    "--auth-check-port": (
+        "auth_check_port", "auth HTTP access-check port (env LOCKGATE_AUTH_CHECK_PORT, 50065)"
+    ),
+    "--ledger-admit-port": (
+        "ledger_admit_port", "ledger HTTP Admit port (env LOCKGATE_LEDGER_ADMIT_PORT, 50066)"
+    ),
     "--router-port": ("router_port", "router gRPC port (env LOCKGATE_ROUTER_GRPC_PORT, 50062)"),
     "--ledger-port": ("ledger_port", "ledger gRPC port (env LOCKGATE_LEDGER_GRPC_PORT, 50063)"),
     "--registry-port": (

@@ -45,11 +45,16 @@ def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict
     registry = f"127.0.0.1:{layout.registry_port}"
     if name == "auth":
         env["LOCKGATE_AUTH_REGISTRY_ADDRESS"] = registry
+        env["LOCKGATE_AUTH_CHECK_PORT"] = str(layout.auth_check_port)
+        env["LOCKGATE_AUTH_CHECK_MAX_BODY_BYTES"] = str(layout.authz_body_bytes)
+    if name == "ledger":
+        env["LOCKGATE_LEDGER_ADMIT_PORT"] = str(layout.ledger_admit_port)
     if name == "registry":
         env["LOCKGATE_REGISTRY_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
     if name == "router":
         env["LOCKGATE_ROUTER_REGISTRY_ADDRESS"] = registry
         env["LOCKGATE_ROUTER_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
+        env["LOCKGATE_ROUTER_LEDGER_ADMIT_ADDRESS"] = f"127.0.0.1:{layout.ledger_admit_port}"
         env["LOCKGATE_SIM_URL"] = layout.sim_url
         env["LOCKGATE_SIM_ORIGIN"] = layout.sim_origin
         if layout.gateway_config is not None:
@@ -81,12 +86,15 @@ def build_children(
     for name in SERVICES:
         target = f"127.0.0.1:{layout.grpc_port(name)}"
         metrics = layout.metrics_port(name)
+        # The HTTP/1.1 listeners of the hot path (auth's access check, the ledger's Admit).
+        check = {"auth": (layout.auth_check_port,),
+                 "ledger": (layout.ledger_admit_port,)}.get(name, ())
         specs[name] = ChildSpec(
             name=name,
             argv=(sys.executable, "-m", f"services.{name}"),
             env=service_env(layout, name, base),
             health=GrpcCheck(target),
-            ports=(layout.grpc_port(name), *((metrics,) if metrics > 0 else ())),
+            ports=(layout.grpc_port(name), *check, *((metrics,) if metrics > 0 else ())),
             endpoint=f"grpc://{target}",
         )
     specs["sim"] = ChildSpec(

@@ -32,6 +32,24 @@ _CLUSTER = """\
 """
 
 
+#: auth's HTTP access check (services/auth/check_http.py): plain HTTP/1.1 keep-alive.
+_CHECK_CLUSTER = """\
+    - name: auth_check
+      type: STATIC
+      connect_timeout: 1s
+      circuit_breakers:
+        thresholds:
+          - {{ max_connections: 10000, max_pending_requests: 10000, max_requests: 10000 }}
+      load_assignment:
+        cluster_name: auth_check
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+
+
 class EnvoyLayout(Protocol):
     http_port: int
     envoy_admin_port: int
@@ -39,21 +57,22 @@ class EnvoyLayout(Protocol):
     router_port: int
     ledger_port: int
     registry_port: int
+    auth_check_port: int
     max_request_bytes: int
+    authz_body_bytes: int
 
 
 def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
     clusters = "".join(
         _CLUSTER.format(name=name, port=getattr(layout, f"{name}_port"))
         for name in ("auth", "router", "ledger", "registry")
-    )
+    ) + _CHECK_CLUSTER.format(port=layout.auth_check_port)
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=listen_address,
         http_port=layout.http_port,
         envoy_admin_port=layout.envoy_admin_port,
         max_request_bytes=layout.max_request_bytes,
-        # The transcoded body is the JSON body plus a few bytes of framing.
-        authz_body_bytes=layout.max_request_bytes + 4096,
+        authz_body_bytes=layout.authz_body_bytes,
         proto_descriptor=str(DESCRIPTOR),
         clusters=clusters.rstrip("\n"),
     )

@@ -25,6 +25,8 @@ ENV_VARS: dict[str, str] = {
     "http_port": "LOCKGATE_HTTP_PORT",
     "envoy_admin_port": "LOCKGATE_ENVOY_ADMIN_PORT",
     "sim_port": "LOCKGATE_SIM_PORT",
+    "auth_check_port": "LOCKGATE_AUTH_CHECK_PORT",
+    "ledger_admit_port": "LOCKGATE_LEDGER_ADMIT_PORT",
     "max_request_bytes": "LOCKGATE_MAX_REQUEST_BYTES",
     "log_level": "LOCKGATE_LOG_LEVEL",
     "gateway_config": "LOCKGATE_ROUTER_GATEWAY_CONFIG",
@@ -46,6 +48,10 @@ class StackLayout:
     router_port: int = 50062
     ledger_port: int = 50063
     registry_port: int = 50064
+    #: auth's HTTP access check, which Envoy's ext_authz filter calls on every request.
+    auth_check_port: int = 50065
+    #: the ledger's HTTP Admit, which the router asks before every budgeted call.
+    ledger_admit_port: int = 50066
     #: Prometheus ports; 0 lets the service pick one, -1 turns metrics off.
     auth_metrics_port: int = 9161
     router_metrics_port: int = 9162
@@ -97,8 +103,16 @@ class StackLayout:
             ports[name] = self.grpc_port(name)
             if self.metrics_port(name) > 0:
                 ports[f"{name}_metrics"] = self.metrics_port(name)
+        ports["auth_check"] = self.auth_check_port
+        ports["ledger_admit"] = self.ledger_admit_port
         ports["sim"] = self.sim_port
         return ports
+
+    @property
+    def authz_body_bytes(self) -> int:
+        """How much of a request body Envoy sends to the access check: the transcoded
+        body is the JSON body plus a few bytes of framing."""
+        return self.max_request_bytes + 4096
 
     # -- urls ----------------------------------------------------------------
     @property

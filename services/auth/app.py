@@ -21,6 +21,7 @@ from lockgate.settings import PolicySettings
 from services.auth.admin_policy import AdminAuthorizer
 from services.auth.changes import ChangeFeed, LastUsed
 from services.auth.check import Checker
+from services.auth.check_http import check_server
 from services.auth.jwt_tokens import JwksKeys, JwtSettings, JwtVerifier
 from services.auth.principals import PrincipalCache
 from services.auth.secrets import KeyHasher, load_or_create_pepper
@@ -60,6 +61,12 @@ class AuthSettings(PolicySettings):
     jwt_email_claim: str = "email"
     #: Seconds between reloads of the JWKS.
     jwt_jwks_refresh_seconds: float = 300.0
+    #: Port of the HTTP access check Envoy's ext_authz filter calls (0: any free
+    #: port, -1: none, only the gRPC Authorization/Check).
+    check_port: int = -1
+    #: Largest request body the HTTP access check reads (Envoy sends at most its
+    #: with_request_body limit; `lockgate up` sets that to the request limit + 4 KiB).
+    check_max_body_bytes: int = 8 * 1024 * 1024 + 4096
     #: The registry, whose watch stream says which aliases are governed API versions
     #: and which teams are subscribed (empty: no governance at the edge).
     registry_address: str = ""
@@ -114,6 +121,11 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
         return SERVICE_NAMES
 
     server = GrpcService("auth", settings, register)
+    if settings.check_port >= 0:
+        http_check = check_server(checker, settings.host, settings.check_port,
+                                  settings.check_max_body_bytes)
+        await http_check.listen()
+        server.background.append(http_check)
     server.background.append(policy)  # hot reload of the policies
     server.background.append(ChangeFeed(sessions, cache, settings.change_poll_seconds))
     server.background.append(last_used)

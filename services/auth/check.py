@@ -4,6 +4,12 @@ Envoy runs the gRPC-JSON transcoder before ext_authz, so the path here is
 always the gRPC method ("/lockgate.router.v1.RouterService/OpenAIChatCompletions")
 and the body (packed as bytes) is the gRPC frame — whether the client used REST
 or gRPC. The policy input is documented in policies/lockgate/access/access.rego.
+
+`Checker.decide` is transport-neutral (a CheckInput in, an Allowed or Denied
+verdict out). Two transports serve it: Envoy's gRPC Authorization/Check
+(`Checker.check`, below) and the HTTP/1.1 authorization service Envoy calls on
+the hot path (services/auth/check_http.py), which costs a fraction of a
+grpc.aio call (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -176,6 +182,36 @@ class CachedDecision:
     result: dict
 
 
+@dataclass(frozen=True, slots=True)
+class CheckInput:
+    """What Envoy tells the authorization service of a request, whatever the transport."""
+
+    #: The request path after the transcoder: the gRPC method for router/admin calls.
+    path: str
+    http_method: str
+    #: Lower-case names; x-envoy-original-path is the client's path before transcoding.
+    headers: dict[str, str]
+    #: The (gRPC-framed) request body, up to Envoy's with_request_body limit.
+    raw_body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    #: Identity headers for the upstream service, overwriting any client copy.
+    upstream_headers: dict[str, str]
+    #: Client-sent headers to drop: credentials and spoofed x-lockgate-* headers.
+    remove: tuple[str, ...]
+    #: Headers for the client's response (Deprecation, Sunset, Link).
+    client_headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    status: int
+    content_type: str
+    body: str
+
+
 class Checker:
     def __init__(
         self,
@@ -201,23 +237,35 @@ class Checker:
         self.decisions: BoundedLRU[tuple, CachedDecision] = BoundedLRU()
 
     async def check(self, request: authz.CheckRequest) -> authz.CheckResponse:
+        """Envoy's gRPC Authorization/Check."""
         http = request.attributes.request.http
-        headers = dict(http.headers)
-        method = http.path.split("?", 1)[0]
+        verdict = await self.decide(CheckInput(
+            path=http.path, http_method=http.method, headers=dict(http.headers),
+            raw_body=http.raw_body,
+        ))
+        if isinstance(verdict, Denied):
+            return _denied_response(verdict)
+        return _allowed_response(verdict)
+
+    async def decide(self, request: CheckInput) -> Allowed | Denied:
+        """May this request pass, and with which identity headers?"""
+        headers = request.headers
+        method = request.path.split("?", 1)[0]
         key = presented_key(headers)
         principal, credential_error = await self._principal(key, headers)
-        path = headers.get("x-envoy-original-path", http.path)
-        model = requested_model(method, http.raw_body)
+        path = headers.get("x-envoy-original-path", request.path)
+        model = requested_model(method, request.raw_body)
         # Everything the decision depends on: the input (expiry is a matter of the
         # clock, so the status is judged now), and the policy + data revision.
         now = time.time()
         status = principal.effective_status(now) if principal else ""
         revision = self.policy.revision
-        governed = self._governed(principal, model, requested_prompt(method, http.raw_body))
+        governed = self._governed(principal, model, requested_prompt(method, request.raw_body))
         # An Authorization or x-api-key header, even malformed or of another scheme, is a
         # credential presented (invalid_api_key), not a missing one.
         presented = key is not None
-        cache_key = (principal, status, presented, credential_error, method, http.method, path,
+        cache_key = (principal, status, presented, credential_error, method, request.http_method,
+                     path,
                      model, revision, governed.key)
         cached = self.decisions.get(cache_key)
         if cached is None:
@@ -226,7 +274,7 @@ class Checker:
                 "credential": {"present": presented, "error": credential_error},
                 "request": {
                     "method": method,
-                    "http_method": http.method,
+                    "http_method": request.http_method,
                     "path": path,
                     "model": model,
                 },
@@ -302,25 +350,18 @@ class Checker:
         )
 
 
-def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
-    return base_pb2.HeaderValueOption(
-        header=base_pb2.HeaderValue(key=key, value=value),
-        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-    )
-
-
 def _lifecycle_headers(binding: reg_pb.AliasBinding | reg_pb.PromptRoute
-                       ) -> list[base_pb2.HeaderValueOption]:
+                       ) -> tuple[tuple[str, str], ...]:
     """RFC 9745 Deprecation, RFC 8594 Sunset and the successor link, for clients."""
     out = []
     if binding.HasField("deprecate_time"):
-        out.append(_header("deprecation", f"@{binding.deprecate_time.seconds}"))
+        out.append(("deprecation", f"@{binding.deprecate_time.seconds}"))
     if binding.HasField("sunset_time"):
-        out.append(_header("sunset", formatdate(binding.sunset_time.seconds, usegmt=True)))
+        out.append(("sunset", formatdate(binding.sunset_time.seconds, usegmt=True)))
     if binding.successor:
         link = f"/registry/v1/apis/{binding.api_id}/versions/{binding.successor}"
-        out.append(_header("link", f'<{link}>; rel="successor-version"'))
-    return out
+        out.append(("link", f'<{link}>; rel="successor-version"'))
+    return tuple(out)
 
 
 def _header_safe(value: str) -> bool:
@@ -330,7 +371,7 @@ def _header_safe(value: str) -> bool:
 
 
 def _allowed(principal: Principal, headers: dict[str, str], governed: Governed,
-             model: str) -> authz.CheckResponse:
+             model: str) -> Allowed:
     binding = governed.binding
     identity = {
         TENANT_ID: principal.tenant_id,
@@ -351,16 +392,12 @@ def _allowed(principal: Principal, headers: dict[str, str], governed: Governed,
     # overwrites: a proxy that drops empty headers would let a client's copy through.
     present = {k: v for k, v in identity.items() if v}
     spoofed = [h for h in headers if h.startswith(PREFIX) and h not in present]
-    remove = spoofed + [h for h in _CREDENTIAL_HEADERS if h in headers]
-    return authz.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.OK),
-        ok_response=authz.OkHttpResponse(
-            headers=[_header(k, v) for k, v in present.items()],
-            headers_to_remove=remove,
-            response_headers_to_add=(
-                _lifecycle_headers(binding)
-                if binding is not None and binding.state == "deprecated" else []
-            ),
+    return Allowed(
+        upstream_headers=present,
+        remove=tuple(spoofed + [h for h in _CREDENTIAL_HEADERS if h in headers]),
+        client_headers=(
+            _lifecycle_headers(binding)
+            if binding is not None and binding.state == "deprecated" else ()
         ),
     )
 
@@ -371,6 +408,29 @@ _OPENAI_TYPE = {
     410: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+def _denied(decision: Decision, grpc_client: bool, anthropic: bool) -> Denied:
+    if grpc_client:
+        # Envoy turns a denial of a gRPC call into grpc-status + grpc-message.
+        return Denied(decision.status, "text/plain", decision.reason)
+    if anthropic:
+        # Anthropic's SDK reads {"type": "error", "error": {"type", "message"}}.
+        error = {"type": _OPENAI_TYPE.get(decision.status, "api_error"),
+                 "message": decision.reason}
+        return Denied(decision.status, "application/json",
+                      orjson.dumps({"type": "error", "error": error}).decode())
+    error = {
+        "message": decision.reason,
+        "type": _OPENAI_TYPE.get(decision.status, "api_error"),
+        "param": None,
+        "code": decision.code,
+    }
+    return Denied(decision.status, "application/json", orjson.dumps({"error": error}).decode())
+
+
+# -- the gRPC transport (envoy.service.auth.v3) -------------------------------
+
 _RPC_CODE = {
     401: code_pb2.UNAUTHENTICATED,
     403: code_pb2.PERMISSION_DENIED,
@@ -379,29 +439,30 @@ _RPC_CODE = {
 }
 
 
-def _denied(decision: Decision, grpc_client: bool, anthropic: bool) -> authz.CheckResponse:
-    if grpc_client:
-        # Envoy turns a denial of a gRPC call into grpc-status + grpc-message.
-        body, content_type = decision.reason, "text/plain"
-    elif anthropic:
-        # Anthropic's SDK reads {"type": "error", "error": {"type", "message"}}.
-        error = {"type": _OPENAI_TYPE.get(decision.status, "api_error"),
-                 "message": decision.reason}
-        body = orjson.dumps({"type": "error", "error": error}).decode()
-        content_type = "application/json"
-    else:
-        error = {
-            "message": decision.reason,
-            "type": _OPENAI_TYPE.get(decision.status, "api_error"),
-            "param": None,
-            "code": decision.code,
-        }
-        body, content_type = orjson.dumps({"error": error}).decode(), "application/json"
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def _allowed_response(verdict: Allowed) -> authz.CheckResponse:
     return authz.CheckResponse(
-        status=status_pb2.Status(code=_RPC_CODE.get(decision.status, code_pb2.PERMISSION_DENIED)),
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=authz.OkHttpResponse(
+            headers=[_header(k, v) for k, v in verdict.upstream_headers.items()],
+            headers_to_remove=verdict.remove,
+            response_headers_to_add=[_header(k, v) for k, v in verdict.client_headers],
+        ),
+    )
+
+
+def _denied_response(verdict: Denied) -> authz.CheckResponse:
+    return authz.CheckResponse(
+        status=status_pb2.Status(code=_RPC_CODE.get(verdict.status, code_pb2.PERMISSION_DENIED)),
         denied_response=authz.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=decision.status),
-            headers=[_header("content-type", content_type)],
-            body=body,
+            status=http_status_pb2.HttpStatus(code=verdict.status),
+            headers=[_header("content-type", verdict.content_type)],
+            body=verdict.body,
         ),
     )

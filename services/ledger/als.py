@@ -79,16 +79,14 @@ _MAX = {"request_id": 128, "tenant_id": 64, "key_id": 64, "http_method": 16, "pa
         "response_flags": 128, "upstream_cluster": 128, "upstream_host": 256}
 
 
+_SHORT_NAME = dict(RESPONSE_FLAGS)
+
+
 def response_flags(flags: log_pb.ResponseFlags) -> str:
     """Envoy's short flag names, comma-separated ("" when none is set)."""
-    names = []
-    for field, short in RESPONSE_FLAGS:
-        if field == "unauthorized_details":
-            if flags.HasField(field):
-                names.append(short)
-        elif getattr(flags, field):
-            names.append(short)
-    return ",".join(names)
+    # ListFields holds only the flags that are set (usually none), in field order.
+    return ",".join(_SHORT_NAME[field.name] for field, _ in flags.ListFields()
+                    if field.name in _SHORT_NAME)
 
 
 def _millis(duration) -> int:

@@ -17,6 +17,7 @@ from lockgate.settings import ServiceSettings
 from lockgate.webhook import Webhook
 from services.ledger import als
 from services.ledger.admission import Gate
+from services.ledger.admit_http import admit_server
 from services.ledger.budget_alerts import ThresholdAlerts
 from services.ledger.budget_counters import MemoryCounters, RedisCounters
 from services.ledger.budgets import BudgetBook
@@ -55,6 +56,9 @@ class LedgerSettings(ServiceSettings):
     call_log_retention_days: int = Field(default=30, ge=0)
     #: Seconds between retention runs (each deletes in chunks).
     call_log_prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: Port of Admit over HTTP/1.1 (services/ledger/admit_http.py), which the router
+    #: asks on its hot path (0: any free port, -1: none, only the gRPC Admit).
+    admit_port: int = -1
     #: Call records waiting to be written; when full, Envoy's access log stream is
     #: not read until there is room (Envoy buffers, then drops).
     call_log_queue_size: int = Field(default=10_000, ge=1)
@@ -93,6 +97,10 @@ async def build(settings: LedgerSettings) -> tuple[GrpcService, LedgerService, o
         return [SERVICE_NAME, RATE_LIMIT_SERVICE_NAME, *als.add_to_server(call_log, server)]
 
     server = GrpcService("ledger", settings, register)
+    if settings.admit_port >= 0:
+        admit_http = admit_server(gate, settings.host, settings.admit_port)
+        await admit_http.listen()
+        server.background.append(admit_http)
     server.background.extend(task for task in (webhook, budgets) if task is not None)
     server.background.append(LimitRefresher(limits, settings.rate_limit_refresh_seconds))
     server.background.append(call_log)  # closed after the server stopped: flushes the queue

@@ -52,19 +52,24 @@ class BudgetRpcs:
         return pb.DeleteBudgetResponse()
 
     async def Admit(self, request: pb.AdmitRequest, context) -> pb.AdmitResponse:
-        # Internal (router -> ledger; denied at the edge): the scopes come in the request.
-        scopes = CallScopes(
-            tenant_id=request.tenant_id, team_id=request.team_id, key_id=request.key_id,
-            subscription_id=request.subscription_id, alias=request.alias,
-        )
-        result = await self.gate.admit(
-            request.request_id, scopes, max_cost_micro_usd=request.max_cost_micro_usd,
-            estimated_tokens=request.estimated_tokens,
-            ttl_seconds=request.reservation_ttl_seconds,
-        )
-        return pb.AdmitResponse(
-            admitted=result.admitted, code=result.code, message=result.message,
-            retry_after_seconds=result.retry_after_seconds, token_limit=result.token_limit,
-            token_remaining=result.token_remaining, token_reset_ms=result.token_reset_ms,
-            unrestricted_ttl_ms=result.unrestricted_ttl_ms,
-        )
+        return await admit(self.gate, request)
+
+
+async def admit(gate: Gate, request: pb.AdmitRequest) -> pb.AdmitResponse:
+    """Admit over either transport (gRPC, or services/ledger/admit_http.py)."""
+    # Internal (router -> ledger; denied at the edge): the scopes come in the request.
+    scopes = CallScopes(
+        tenant_id=request.tenant_id, team_id=request.team_id, key_id=request.key_id,
+        subscription_id=request.subscription_id, alias=request.alias,
+    )
+    result = await gate.admit(
+        request.request_id, scopes, max_cost_micro_usd=request.max_cost_micro_usd,
+        estimated_tokens=request.estimated_tokens,
+        ttl_seconds=request.reservation_ttl_seconds,
+    )
+    return pb.AdmitResponse(
+        admitted=result.admitted, code=result.code, message=result.message,
+        retry_after_seconds=result.retry_after_seconds, token_limit=result.token_limit,
+        token_remaining=result.token_remaining, token_reset_ms=result.token_reset_ms,
+        unrestricted_ttl_ms=result.unrestricted_ttl_ms,
+    )

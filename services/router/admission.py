@@ -13,7 +13,10 @@ call's scopes, the most it can cost and the tokens it is expected to use:
   when unset), checked against tokens-per-minute limits.
 
 When the ledger says nothing applies to these scopes, the router does not ask
-again for them for `unrestricted_ttl_ms`. When the ledger cannot be reached
+again for them for `unrestricted_ttl_ms`. The question goes over the ledger's
+HTTP/1.1 binding of Admit when one is configured (`HttpAdmit`: the same
+messages at a fraction of a grpc.aio call's CPU, see lockgate/http_unary.py),
+else over gRPC (`GrpcAdmit`). When the ledger cannot be reached
 the call goes ahead (`failure_mode: open`, the default: an outage of the
 ledger must not stop inference, and usage is still spooled and metered) or is
 refused with 503 (`closed`, for strict cost control).
@@ -26,9 +29,12 @@ import time
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from lockgate import ledger_admit_http as admit_http
 from lockgate import rate_headers
 from lockgate.errors import RateLimited, ServiceUnavailable
+from lockgate.http_unary import HttpCallFailed, UnaryHttpClient
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
 from lockgate.lru import BoundedLRU
@@ -79,12 +85,51 @@ def max_cost(plan: list[Deployment], est: Estimate) -> int:
     return max(costs, default=0)
 
 
+class AdmissionUnavailable(Exception):
+    """The ledger did not answer an admission check (the failure mode applies)."""
+
+
+class GrpcAdmit:
+    """LedgerService/Admit over gRPC."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self.stub = ledger_grpc.LedgerServiceStub(channel)
+
+    async def __call__(self, request: ledger_pb.AdmitRequest, within: float
+                       ) -> ledger_pb.AdmitResponse:
+        try:
+            return await self.stub.Admit(request, timeout=within)
+        except grpc.aio.AioRpcError as exc:
+            raise AdmissionUnavailable(exc.code().name) from None
+
+
+class HttpAdmit:
+    """LedgerService/Admit over the ledger's HTTP/1.1 binding."""
+
+    def __init__(self, client: UnaryHttpClient):
+        self.client = client
+
+    async def __call__(self, request: ledger_pb.AdmitRequest, within: float
+                       ) -> ledger_pb.AdmitResponse:
+        try:
+            reply = await self.client.post(admit_http.PATH, request.SerializeToString(),
+                                           admit_http.CONTENT_TYPE, within=within)
+        except HttpCallFailed as exc:
+            raise AdmissionUnavailable(str(exc)) from None
+        if reply.status != 200:
+            raise AdmissionUnavailable(f"HTTP {reply.status}: {reply.body[:200]!r}")
+        try:
+            return ledger_pb.AdmitResponse.FromString(reply.body)
+        except DecodeError:
+            raise AdmissionUnavailable("the answer is not an AdmitResponse") from None
+
+
 class AdmissionClient:
-    def __init__(self, channel: grpc.aio.Channel, *, failure_mode: str = "open",
+    def __init__(self, ask: GrpcAdmit | HttpAdmit, *, failure_mode: str = "open",
                  timeout_seconds: float = 1.0, default_max_output_tokens: int = 4096):
         if failure_mode not in ("open", "closed"):
             raise ValueError("admission failure_mode must be 'open' or 'closed'")
-        self.stub = ledger_grpc.LedgerServiceStub(channel)
+        self.ask = ask
         self.failure_mode = failure_mode
         self.timeout_seconds = timeout_seconds
         self.default_max_output_tokens = default_max_output_tokens
@@ -113,8 +158,8 @@ class AdmissionClient:
             reservation_ttl_seconds=ttl,
         )
         try:
-            reply = await self.stub.Admit(request, timeout=self.timeout_seconds)
-        except grpc.aio.AioRpcError as exc:
+            reply = await self.ask(request, self.timeout_seconds)
+        except AdmissionUnavailable as exc:
             ADMISSIONS.labels("unavailable").inc()
             if self.failure_mode == "closed":
                 raise ServiceUnavailable(
@@ -124,7 +169,7 @@ class AdmissionClient:
             if now - self._warned_at >= _WARN_EVERY_SECONDS:  # not once per call in an outage
                 self._warned_at = now
                 log.warning("admission unavailable: calls admitted unchecked (failure_mode"
-                            " open)", extra={"code": exc.code().name})
+                            " open)", extra={"error": str(exc)})
             return []
         if reply.unrestricted_ttl_ms > 0:
             self._unrestricted.put(scopes, time.monotonic() + reply.unrestricted_ttl_ms / 1000)

@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 from lockgate.decision_log import DecisionLog
 from lockgate.governance_view import GovernanceView
 from lockgate.grpc_server import GrpcService
+from lockgate.http_unary import UnaryHttpClient
 from lockgate.policy_source import build_policy
 from lockgate.prices import PriceBook
 from lockgate.router.v1 import router_service_pb2 as pb
@@ -19,7 +20,7 @@ from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import PolicySettings
 from services.router import tokens
 from services.router.admin import RouterAdminServicer
-from services.router.admission import AdmissionClient
+from services.router.admission import AdmissionClient, GrpcAdmit, HttpAdmit
 from services.router.cache import build_cache
 from services.router.call_bodies import BodyLog
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
@@ -44,6 +45,9 @@ class RouterSettings(PolicySettings):
     #: Gateway config YAML; default: the embedded services/router/default_gateway.yaml.
     gateway_config: Path | None = None
     ledger_address: str = "127.0.0.1:50063"
+    #: host:port of the ledger's HTTP/1.1 Admit (its LOCKGATE_LEDGER_ADMIT_PORT);
+    #: empty: admission checks go over gRPC to ledger_address.
+    ledger_admit_address: str = ""
     #: Upper bound on open connections to all providers.
     max_upstream_connections: int = 1000
     #: Bound of the usage spool (entries the ledger has not acknowledged yet);
@@ -97,6 +101,7 @@ class RouterApp:
             self.recorder.stub, self.apply_prices, interval=settings.price_refresh_seconds
         )
         self.server: GrpcService | None = None
+        self.admit_client: UnaryHttpClient | None = None
 
     async def build_server(self) -> GrpcService:
         """Upstream connections, providers, the usage recorder and the (unstarted) server."""
@@ -117,7 +122,7 @@ class RouterApp:
             self.tables, self.recorder, RoutingPolicy(self.policy, decision_log=self.decisions),
             build_cache(self.config.routing.cache),
             AdmissionClient(
-                self.recorder.channel,
+                self._admit_transport(),
                 failure_mode=self.settings.admission_failure_mode,
                 timeout_seconds=self.settings.admission_timeout_seconds,
                 default_max_output_tokens=self.settings.default_max_output_tokens,
@@ -187,6 +192,14 @@ class RouterApp:
         )
         GENERATION.set(self.tables.current.generation)
 
+    def _admit_transport(self) -> GrpcAdmit | HttpAdmit:
+        address = self.settings.ledger_admit_address
+        if not address:
+            return GrpcAdmit(self.recorder.channel)
+        host, _, port = address.rpartition(":")
+        self.admit_client = UnaryHttpClient(host or "127.0.0.1", int(port))
+        return HttpAdmit(self.admit_client)
+
     async def close(self) -> None:
         """After the gRPC server drained: flush usage, close upstream connections."""
         await self.recorder.close()
@@ -194,3 +207,5 @@ class RouterApp:
             await self.router.cache.close()
         if self.session is not None:
             await self.session.close()
+        if self.admit_client is not None:
+            self.admit_client.close()

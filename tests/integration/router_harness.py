@@ -20,10 +20,16 @@ from services.router.app import RouterApp, RouterSettings
 
 
 async def start_ledger(tmp_path: Path, port: int = 0):
-    settings = LedgerSettings(data_dir=tmp_path, grpc_port=port)
+    """A ledger on `port` (0: any), with its HTTP Admit on a free port too."""
+    settings = LedgerSettings(data_dir=tmp_path, grpc_port=port, admit_port=0)
     server, _service, engine = await build_ledger(settings)
     bound = await server.start()
     return server, engine, bound
+
+
+def admit_port(ledger) -> int:
+    """The port of a ledger's HTTP Admit (see start_ledger)."""
+    return next(task.port for task in ledger.background if hasattr(task, "listen"))
 
 
 @asynccontextmanager
@@ -51,16 +57,19 @@ class RouterUnderTest:
 
 @asynccontextmanager
 async def running_router(
-    tmp_path: Path, gateway_yaml: str, **settings
+    tmp_path: Path, gateway_yaml: str, admit_over: str = "http", **settings
 ) -> AsyncIterator[RouterUnderTest]:
     """A router on `gateway_yaml` (written to tmp_path/gateway.yaml) metering
-    into a fresh ledger; `settings` go to RouterSettings."""
+    into a fresh ledger, asking it Admit over `admit_over` ("http", as `lockgate
+    up` runs it, or "grpc"); `settings` go to RouterSettings."""
     config = tmp_path / "gateway.yaml"
     config.write_text(gateway_yaml)
     ledger, engine, ledger_port = await start_ledger(tmp_path)
+    admit_address = f"127.0.0.1:{admit_port(ledger)}" if admit_over == "http" else ""
     app = RouterApp(RouterSettings(
         data_dir=tmp_path, grpc_port=0, gateway_config=config,
-        ledger_address=f"127.0.0.1:{ledger_port}", **settings,
+        ledger_address=f"127.0.0.1:{ledger_port}", ledger_admit_address=admit_address,
+        **settings,
     ))
     port = await app.start()
     router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

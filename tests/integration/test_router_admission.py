@@ -59,10 +59,14 @@ def test_estimate_counts_the_prompt_and_the_output_maximum():
     assert estimate({"input": ["a b c"]}, "embeddings", 4096).max_output_tokens == 0
 
 
-async def test_budget_refusal_names_the_budget_and_settling_frees_it(tmp_path):
+TRANSPORTS = pytest.mark.parametrize("admit_over", ["http", "grpc"])
+
+
+@TRANSPORTS
+async def test_budget_refusal_names_the_budget_and_settling_frees_it(tmp_path, admit_over):
     async with (
         simulators({"sim": SimConfig(reply_words=50)}) as ports,
-        running_router(tmp_path, GATEWAY.format(**ports)) as rut,
+        running_router(tmp_path, GATEWAY.format(**ports), admit_over=admit_over) as rut,
     ):
         # The most a 10-token reply can cost on the dearer deployment (failover
         # may reach it): the prompt at $3/M... plus 10 x $9000/M = $0.09 + input.
@@ -106,14 +110,16 @@ async def test_callers_without_budgets_are_not_asked_again_for_a_while(tmp_path)
         assert ADMISSIONS.labels("skipped")._value.get() - skipped == 4
 
 
+@TRANSPORTS
 @pytest.mark.parametrize(("mode", "expected"), [("open", 200), ("closed", 503)])
-async def test_ledger_away_follows_the_failure_mode(tmp_path, mode, expected):
+async def test_ledger_away_follows_the_failure_mode(tmp_path, mode, expected, admit_over):
     async with simulators({"sim": SimConfig()}) as ports:
         config = tmp_path / "gateway.yaml"
         config.write_text(GATEWAY.format(**ports))
+        nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
         app = RouterApp(RouterSettings(
-            data_dir=tmp_path, grpc_port=0, gateway_config=config,
-            ledger_address=f"127.0.0.1:{free_port()}",  # nothing listens there
+            data_dir=tmp_path, grpc_port=0, gateway_config=config, ledger_address=nobody,
+            ledger_admit_address=nobody if admit_over == "http" else "",
             admission_failure_mode=mode, admission_timeout_seconds=0.3,
         ))
         port = await app.start()
@@ -131,10 +137,11 @@ async def test_ledger_away_follows_the_failure_mode(tmp_path, mode, expected):
             await app.close()
 
 
-async def test_token_limit_headers_and_refusal(tmp_path):
+@TRANSPORTS
+async def test_token_limit_headers_and_refusal(tmp_path, admit_over):
     async with (
         simulators({"sim": SimConfig(reply_words=50)}) as ports,
-        running_router(tmp_path, GATEWAY.format(**ports)) as rut,
+        running_router(tmp_path, GATEWAY.format(**ports), admit_over=admit_over) as rut,
     ):
         await rut.ledger.SetRateLimit(ledger_pb.SetRateLimitRequest(
             scope="key", scope_id="key_r", tokens_per_minute=100), metadata=ADMIN)

@@ -24,7 +24,7 @@ def test_children_in_start_order_with_health_checks(tmp_path):
     by_name = {c.name: c for c in children}
     assert by_name["auth"].argv == (sys.executable, "-m", "services.auth")
     assert by_name["auth"].health == GrpcCheck("127.0.0.1:50061")
-    assert by_name["auth"].ports == (50061, 9161)
+    assert by_name["auth"].ports == (50061, 50065, 9161)
     assert by_name["sim"].argv == (
         sys.executable, "-m", "lockgate.cli.main", "sim", "--host", "127.0.0.1", "--port", "18090"
     )
@@ -46,10 +46,12 @@ def test_service_environment(tmp_path):
     assert env["LOCKGATE_LEDGER_METRICS_PORT"] == "9163"
     assert env["LOCKGATE_LEDGER_DATA_DIR"] == str(tmp_path)
     assert env["LOCKGATE_LEDGER_LOG_LEVEL"] == "info"
+    assert env["LOCKGATE_LEDGER_ADMIT_PORT"] == "50066"
     assert "LOCKGATE_SIM_URL" not in env
 
     router = service_env(lay, "router", {"LOCKGATE_ROUTER_LOG_LEVEL": "debug"})
     assert router["LOCKGATE_ROUTER_LEDGER_ADDRESS"] == "127.0.0.1:41003"
+    assert router["LOCKGATE_ROUTER_LEDGER_ADMIT_ADDRESS"] == "127.0.0.1:50066"
     assert router["LOCKGATE_SIM_URL"] == "http://127.0.0.1:41090/v1"
     assert router["LOCKGATE_ROUTER_LOG_LEVEL"] == "debug"  # the user's per-service level wins
     assert "LOCKGATE_ROUTER_GATEWAY_CONFIG" not in router

@@ -21,6 +21,8 @@ def test_defaults_match_the_documented_ports(tmp_path, monkeypatch):
         9161, 9162, 9163, 9164
     ]
     assert layout.sim_port == 18090
+    assert layout.auth_check_port == 50065
+    assert layout.ledger_admit_port == 50066
     assert layout.max_request_bytes == 4 * 1024 * 1024
     assert layout.data_dir == tmp_path / ".lockgate"
     assert layout.data_dir.is_absolute()

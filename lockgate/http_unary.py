@@ -1,0 +1,337 @@
+"""Lean HTTP/1.1 request/response for the calls every governed request makes.
+
+grpc.aio hands every event between gRPC's I/O threads and the event loop: on
+the 2-core bench machine a unary call cost its server ~0.5-1 ms of CPU and a
+dozen thread switches, more than the work it carried (docs/performance.md).
+The two calls on every request's path that Lockgate controls both ends of —
+Envoy's access check (auth) and the router's admission check (ledger) — use
+this instead: keep-alive HTTP/1.1 parsed by httptools on the event loop
+itself, tens of µs a call. Everything else stays gRPC.
+
+- `UnaryHttpServer`: answers each request with `await handler(request)`, in
+  order per connection; bounded request line, headers and body (400 and close);
+  an exception in the handler answers 503 and is logged, never raised into the
+  event loop.
+- `UnaryHttpClient`: POSTs a body to one server over a bounded pool of
+  keep-alive connections; any failure (refused, reset, timeout, bad answer)
+  raises `HttpCallFailed` and drops that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+log = logging.getLogger("lockgate.http_unary")
+
+#: Requests read but not answered yet stay under this many per connection
+#: (Envoy sends one at a time; a client pipelining more is read no further).
+_MAX_PENDING = 16
+_MAX_HEADERS = 128
+_MAX_HEADER_BYTES = 64 * 1024
+_FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str = ""
+    path: str = ""
+    #: Lower-case names; a repeated header is one comma-joined value.
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class BadRequest(Exception):
+    """A request the server will not handle (answered 400, connection closed)."""
+
+
+def status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Status"
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
+
+
+def header_line(name: str, value: str) -> bytes:
+    if any(c in value for c in _FORBIDDEN_IN_VALUES):
+        # Values may come from a database: never let one split the response.
+        raise ValueError(f"header {name} has a control character in its value")
+    return f"{name}: {value}\r\n".encode()
+
+
+def response(status: int, headers: list[tuple[str, str]] | tuple = (), body: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 response with a content-length."""
+    return b"".join((
+        status_line(status),
+        *(header_line(k, v) for k, v in headers),
+        b"content-length: %d\r\n\r\n" % len(body),
+        body,
+    ))
+
+
+def _bad_request(message: str) -> bytes:
+    return response(400, [("content-type", "text/plain"), ("connection", "close")],
+                    message.encode())
+
+
+_FAILED = response(503, [("content-type", "text/plain")], b"request failed; retry\n")
+
+Handler = Callable[[HttpRequest], Awaitable[bytes]]
+
+
+class _ServerConnection(asyncio.Protocol):
+    def __init__(self, server: UnaryHttpServer):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: HttpRequest | None = None
+        self.body: list[bytes] = []
+        self.size = 0
+        self.pending: deque[HttpRequest] = deque()
+        self.worker: asyncio.Task | None = None
+        self.paused = False
+
+    # -- asyncio.Protocol --------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        self.server.connections.discard(self)
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except BadRequest as exc:
+            self._refuse(str(exc))
+        except httptools.HttpParserError as exc:
+            # A limit hit in a callback arrives wrapped by the parser.
+            cause = exc.__cause__ or exc.__context__
+            self._refuse(str(cause) if isinstance(cause, BadRequest) else "malformed HTTP request")
+
+    # -- httptools callbacks -----------------------------------------------
+    def on_message_begin(self) -> None:
+        self.current = HttpRequest()
+        self.body = []
+        self.size = 0
+
+    def _count(self, n: int) -> None:
+        self.size += n
+        if self.size > _MAX_HEADER_BYTES:
+            raise BadRequest("request line and headers too large")
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        self.current.path += url.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        headers = self.current.headers
+        if len(headers) >= _MAX_HEADERS:
+            raise BadRequest("too many headers")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        self.current.method = self.parser.get_method().decode("latin-1")
+        self.size = 0
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.server.max_body_bytes:
+            raise BadRequest("request body too large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self.current
+        request.body = b"".join(self.body)
+        self.current, self.body = None, []
+        self.pending.append(request)
+        if len(self.pending) >= _MAX_PENDING and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.get_running_loop().create_task(self._answer_pending())
+
+    # -- answering -----------------------------------------------------------
+    async def _answer_pending(self) -> None:
+        while self.pending and self.transport is not None:
+            request = self.pending.popleft()
+            try:
+                reply = await self.server.handler(request)
+            except Exception:  # noqa: BLE001 - fail the call, never the event loop
+                log.exception("request failed", extra={
+                    "server": self.server.name, "request_id": request.headers.get("x-request-id", ""),
+                })
+                reply = _FAILED
+            if self.transport is None:
+                return
+            self.transport.write(reply)
+            if self.paused and len(self.pending) < _MAX_PENDING // 2:
+                self.paused = False
+                self.transport.resume_reading()
+
+    def _refuse(self, message: str) -> None:
+        self.server.refused += 1
+        if self.transport is not None:
+            self.transport.write(_bad_request(message))
+            self.transport.close()
+            self.transport = None
+
+
+class UnaryHttpServer:
+    """A listening socket whose every request is answered by `handler`; started
+    with its service (`listen`) and closed at its stop (`close`)."""
+
+    def __init__(self, name: str, handler: Handler, host: str, port: int, max_body_bytes: int):
+        self.name = name
+        self.handler = handler
+        self.host, self.port = host, port
+        self.max_body_bytes = max_body_bytes
+        self.server: asyncio.Server | None = None
+        self.connections: set[_ServerConnection] = set()
+        #: Requests refused as malformed or oversized (for tests and logs).
+        self.refused = 0
+
+    async def listen(self) -> int:
+        """Bind and serve; returns the port (the one chosen when `port` is 0)."""
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: _ServerConnection(self), self.host, self.port, reuse_address=True,
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("serving over HTTP", extra={"server": self.name, "port": self.port})
+        return self.port
+
+    def start(self) -> None:
+        """Already listening (see `listen`); here for a service's background list."""
+
+    async def close(self) -> None:
+        """Stop listening and close the clients' keep-alive connections (the service
+        has drained its gRPC calls by now; clients reconnect to another replica)."""
+        if self.server is not None:
+            self.server.close()
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.close()
+            await self.server.wait_closed()
+
+
+# -- client --------------------------------------------------------------------------
+
+
+class HttpCallFailed(Exception):
+    """The server could not be reached, or did not answer properly, in time."""
+
+
+@dataclass(slots=True)
+class HttpReply:
+    status: int
+    body: bytes
+
+
+class _ClientConnection(asyncio.Protocol):
+    def __init__(self):
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future | None = None
+        self.body: list[bytes] = []
+        self.keep_alive = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(HttpCallFailed("connection closed"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_exception(HttpCallFailed(f"bad response: {exc}"))
+            self.transport.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        reply = HttpReply(self.parser.get_status_code(), b"".join(self.body))
+        self.body = []
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(reply)
+
+    async def exchange(self, request: bytes) -> HttpReply:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+
+class UnaryHttpClient:
+    """POSTs to one server (`host:port`) over at most `max_connections` keep-alive
+    connections; callers beyond that wait for one to come free."""
+
+    def __init__(self, host: str, port: int, *, max_connections: int = 32):
+        self.host, self.port = host, port
+        self.idle: list[_ClientConnection] = []
+        self.slots = asyncio.Semaphore(max_connections)
+        self._host_header = f"{host}:{port}"
+
+    async def post(self, path: str, body: bytes, content_type: str, *, within: float,
+                   headers: tuple[tuple[str, str], ...] = ()) -> HttpReply:
+        request = b"".join((
+            f"POST {path} HTTP/1.1\r\nhost: {self._host_header}\r\n".encode(),
+            *(header_line(k, v) for k, v in ((("content-type", content_type),) + headers)),
+            b"content-length: %d\r\n\r\n" % len(body),
+            body,
+        ))
+        try:
+            async with asyncio.timeout(within), self.slots:
+                connection = await self._connection()
+                try:
+                    reply = await connection.exchange(request)
+                except BaseException:
+                    if connection.transport is not None:
+                        connection.transport.close()  # never reuse a half-read connection
+                    raise
+                if connection.keep_alive and connection.transport is not None:
+                    self.idle.append(connection)
+                elif connection.transport is not None:
+                    connection.transport.close()
+                return reply
+        except TimeoutError:
+            raise HttpCallFailed(f"no answer within {within:g} s") from None
+        except OSError as exc:
+            raise HttpCallFailed(f"cannot reach {self._host_header}: {exc}") from None
+
+    async def _connection(self) -> _ClientConnection:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.transport is not None and not connection.transport.is_closing():
+                return connection
+        _transport, connection = await asyncio.get_running_loop().create_connection(
+            _ClientConnection, self.host, self.port
+        )
+        return connection
+
+    def close(self) -> None:
+        for connection in self.idle:
+            if connection.transport is not None:
+                connection.transport.close()
+        self.idle.clear()

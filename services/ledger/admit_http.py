@@ -1,0 +1,52 @@
+"""LedgerService/Admit over keep-alive HTTP/1.1, for the router's hot path.
+
+The router asks Admit before every call of a caller with a budget or a token
+limit. Over grpc.aio that call cost the ledger more CPU than the admission
+itself (lockgate/http_unary.py says why), so the router sends the same
+protobuf messages over plain HTTP/1.1 instead:
+
+    POST /lockgate.ledger.v1.LedgerService/Admit
+    content-type: application/x-protobuf
+    <AdmitRequest>            ->  200 <AdmitResponse> (application/x-protobuf)
+
+A body that is not an AdmitRequest, or a request the gate refuses as invalid,
+answers 400 with the reason as text; any other path 404. The gRPC Admit stays
+for other clients; both run `budgets_servicer.admit`.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from lockgate.errors import LockgateError
+from lockgate.http_unary import HttpRequest, UnaryHttpServer, response
+from lockgate.ledger.v1 import ledger_service_pb2 as pb
+from lockgate.ledger_admit_http import CONTENT_TYPE, PATH
+from services.ledger.admission import Gate
+from services.ledger.budgets_servicer import admit
+
+#: An AdmitRequest is a few ids and numbers.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _text(status: int, message: str) -> bytes:
+    return response(status, [("content-type", "text/plain")], message.encode())
+
+
+def admit_server(gate: Gate, host: str, port: int) -> UnaryHttpServer:
+    async def answer(request: HttpRequest) -> bytes:
+        if request.path != PATH:
+            return _text(404, f"unknown path {request.path[:200]}")
+        if request.method != "POST":
+            return _text(405, "POST an AdmitRequest")
+        try:
+            message = pb.AdmitRequest.FromString(request.body)
+        except DecodeError:
+            return _text(400, "the body is not an AdmitRequest")
+        try:
+            reply = await admit(gate, message)
+        except LockgateError as exc:
+            return _text(exc.status.http, exc.message)
+        return response(200, [("content-type", CONTENT_TYPE)], reply.SerializeToString())
+
+    return UnaryHttpServer("ledger-admit", answer, host, port, MAX_BODY_BYTES)
