@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +77,21 @@ def lockgate_pids(stack) -> dict[str, int]:
     return pids
 
 
+def rate_limiter_stats(stack) -> dict[str, int]:
+    """Envoy's counters of the edge rate limiter on the route to the router: `ok`,
+    `over_limit`, `error` and `failure_mode_allowed` (calls let through unchecked
+    because the ledger did not answer within the filter's timeout)."""
+    port = stack.ports["LOCKGATE_ENVOY_ADMIN_PORT"]
+    text = urllib.request.urlopen(  # noqa: S310 - the stack's own admin port on loopback
+        f"http://127.0.0.1:{port}/stats?filter=^cluster\\.router\\.ratelimit\\.", timeout=5
+    ).read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        out[name.rsplit(".", 1)[-1]] = int(value)
+    return out
+
+
 def govern(stack) -> dict:
     """Make the governed path pay for everything a governed call does: a hard
     budget and a rate limit (requests and tokens) on the tenant, so every call is
@@ -122,7 +138,13 @@ def main() -> int:
             wrk(url, 4, 2, key)
         for concurrency in args.concurrency:
             direct = wrk(direct_url, concurrency, args.seconds, None)
+            limiter_before = rate_limiter_stats(stack)
             governed = wrk(governed_url, concurrency, args.seconds, stack.admin_key)
+            limiter = rate_limiter_stats(stack)
+            # Every governed call must have been counted by the edge rate limiter:
+            # a call the limiter let through unchecked (it did not answer in time)
+            # is a governance gap, reported beside the throughput it bought.
+            governed["rate_limiter"] = {k: v - limiter_before.get(k, 0) for k, v in limiter.items()}
             row = {
                 "concurrency": concurrency,
                 "direct": direct,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["Counter", "Gauge", "Histogram", "start_metrics_server"]
+__all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "Counter", "Gauge", "Histogram",
+           "start_metrics_server"]
 
 GRPC_REQUESTS = Counter(
     "lockgate_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]
@@ -12,6 +13,18 @@ GRPC_REQUESTS = Counter(
 GRPC_LATENCY = Histogram(
     "lockgate_grpc_request_seconds",
     "gRPC call duration (to the last response message)",
+    ["service", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+HTTP_REQUESTS = Counter(
+    "lockgate_http_requests_total",
+    "Calls handled by a service's hot-path HTTP/1.1 listener (lockgate/lean_http.py)",
+    ["service", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "lockgate_http_request_seconds",
+    "Hot-path HTTP call duration (to the last byte written)",
     ["service", "method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

@@ -21,6 +21,9 @@ PORT_FLAGS = {
     ),
     "--router-port": ("router_port", "router gRPC port (env LOCKGATE_ROUTER_GRPC_PORT, 50062)"),
     "--ledger-port": ("ledger_port", "ledger gRPC port (env LOCKGATE_LEDGER_GRPC_PORT, 50063)"),
+    "--router-http-port": (
+        "router_http_port", "router HTTP port, behind Envoy (env LOCKGATE_ROUTER_HTTP_PORT, 50067)"
+    ),
     "--registry-port": (
         "registry_port", "registry gRPC port (env LOCKGATE_REGISTRY_GRPC_PORT, 50064)"
     ),

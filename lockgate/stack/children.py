@@ -55,6 +55,8 @@ def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict
         env["LOCKGATE_ROUTER_REGISTRY_ADDRESS"] = registry
         env["LOCKGATE_ROUTER_LEDGER_ADDRESS"] = f"127.0.0.1:{layout.ledger_port}"
         env["LOCKGATE_ROUTER_LEDGER_ADMIT_ADDRESS"] = f"127.0.0.1:{layout.ledger_admit_port}"
+        env["LOCKGATE_ROUTER_HTTP_PORT"] = str(layout.router_http_port)
+        env["LOCKGATE_ROUTER_HTTP_MAX_BODY_BYTES"] = str(layout.authz_body_bytes)
         env["LOCKGATE_SIM_URL"] = layout.sim_url
         env["LOCKGATE_SIM_ORIGIN"] = layout.sim_origin
         if layout.gateway_config is not None:
@@ -86,9 +88,10 @@ def build_children(
     for name in SERVICES:
         target = f"127.0.0.1:{layout.grpc_port(name)}"
         metrics = layout.metrics_port(name)
-        # The HTTP/1.1 listeners of the hot path (auth's access check, the ledger's Admit).
-        check = {"auth": (layout.auth_check_port,),
-                 "ledger": (layout.ledger_admit_port,)}.get(name, ())
+        # The HTTP/1.1 listeners of the hot path (auth's access check, the ledger's
+        # Admit, the router's provider-compatible endpoints).
+        check = {"auth": (layout.auth_check_port,), "ledger": (layout.ledger_admit_port,),
+                 "router": (layout.router_http_port,)}.get(name, ())
         specs[name] = ChildSpec(
             name=name,
             argv=(sys.executable, "-m", f"services.{name}"),

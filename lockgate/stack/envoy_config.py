@@ -14,12 +14,7 @@ _CLUSTER = """\
     - name: {name}
       type: STATIC
       connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config:
-            http2_protocol_options: {{ max_concurrent_streams: 1024 }}
-      circuit_breakers:
+{protocol}      circuit_breakers:
         thresholds:
           - {{ max_connections: 10000, max_pending_requests: 10000, max_requests: 10000 }}
       load_assignment:
@@ -30,23 +25,15 @@ _CLUSTER = """\
                   address:
                     socket_address: {{ address: 127.0.0.1, port_value: {port} }}
 """
-
-
-#: auth's HTTP access check (services/auth/check_http.py): plain HTTP/1.1 keep-alive.
-_CHECK_CLUSTER = """\
-    - name: auth_check
-      type: STATIC
-      connect_timeout: 1s
-      circuit_breakers:
-        thresholds:
-          - {{ max_connections: 10000, max_pending_requests: 10000, max_requests: 10000 }}
-      load_assignment:
-        cluster_name: auth_check
-        endpoints:
-          - lb_endpoints:
-              - endpoint:
-                  address:
-                    socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+#: gRPC services speak h2c; the hot path's HTTP/1.1 listeners (auth's access check,
+#: services/auth/check_http.py; the router's provider-compatible endpoints,
+#: services/router/http_edge.py) keep-alive HTTP/1.1, Envoy's default.
+_HTTP2 = """\
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config:
+            http2_protocol_options: { max_concurrent_streams: 1024 }
 """
 
 
@@ -58,15 +45,20 @@ class EnvoyLayout(Protocol):
     ledger_port: int
     registry_port: int
     auth_check_port: int
+    router_http_port: int
     max_request_bytes: int
     authz_body_bytes: int
 
 
 def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
-    clusters = "".join(
-        _CLUSTER.format(name=name, port=getattr(layout, f"{name}_port"))
-        for name in ("auth", "router", "ledger", "registry")
-    ) + _CHECK_CLUSTER.format(port=layout.auth_check_port)
+    # gRPC clusters by service; the router's is router_grpc: `router` is its HTTP
+    # listener, where the REST inference calls go.
+    grpc = {"auth": "auth", "router": "router_grpc", "ledger": "ledger", "registry": "registry"}
+    ports = {cluster: (getattr(layout, f"{name}_port"), _HTTP2) for name, cluster in grpc.items()}
+    ports["auth_check"] = (layout.auth_check_port, "")
+    ports["router"] = (layout.router_http_port, "")
+    clusters = "".join(_CLUSTER.format(name=name, port=port, protocol=protocol)
+                       for name, (port, protocol) in ports.items())
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=listen_address,
         http_port=layout.http_port,

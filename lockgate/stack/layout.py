@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "sim_port": "LOCKGATE_SIM_PORT",
     "auth_check_port": "LOCKGATE_AUTH_CHECK_PORT",
     "ledger_admit_port": "LOCKGATE_LEDGER_ADMIT_PORT",
+    "router_http_port": "LOCKGATE_ROUTER_HTTP_PORT",
     "max_request_bytes": "LOCKGATE_MAX_REQUEST_BYTES",
     "log_level": "LOCKGATE_LOG_LEVEL",
     "gateway_config": "LOCKGATE_ROUTER_GATEWAY_CONFIG",
@@ -52,6 +53,8 @@ class StackLayout:
     auth_check_port: int = 50065
     #: the ledger's HTTP Admit, which the router asks before every budgeted call.
     ledger_admit_port: int = 50066
+    #: the router's provider-compatible endpoints over HTTP, where Envoy sends the hot REST calls.
+    router_http_port: int = 50067
     #: Prometheus ports; 0 lets the service pick one, -1 turns metrics off.
     auth_metrics_port: int = 9161
     router_metrics_port: int = 9162
@@ -105,6 +108,7 @@ class StackLayout:
                 ports[f"{name}_metrics"] = self.metrics_port(name)
         ports["auth_check"] = self.auth_check_port
         ports["ledger_admit"] = self.ledger_admit_port
+        ports["router_http"] = self.router_http_port
         ports["sim"] = self.sim_port
         return ports
 

@@ -1,9 +1,12 @@
 """Envoy ext_authz Check: who is calling, and may they? (policy decides)
 
-Envoy runs the gRPC-JSON transcoder before ext_authz, so the path here is
-always the gRPC method ("/lockgate.router.v1.RouterService/OpenAIChatCompletions")
-and the body (packed as bytes) is the gRPC frame — whether the client used REST
-or gRPC. The policy input is documented in policies/lockgate/access/access.rego.
+Envoy runs the gRPC-JSON transcoder before ext_authz, so the path here is the
+gRPC method ("/lockgate.router.v1.RouterService/OpenAIChatCompletions") and the
+body the gRPC frame — whether the client used REST or gRPC — except for the
+hot REST calls Envoy sends to the router untranscoded (lockgate/direct_rest.py):
+those come with the client's path and JSON body, and are decided as the gRPC
+method they stand for. The policy input is documented in
+policies/lockgate/access/access.rego.
 
 `Checker.decide` is transport-neutral (a CheckInput in, an Allowed or Denied
 verdict out). Two transports serve it: Envoy's gRPC Authorization/Check
@@ -27,6 +30,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from lockgate.decision_log import DecisionLog
+from lockgate.direct_rest import DIRECT_REST
 from lockgate.governance_view import GovernanceView
 from lockgate.identity import (
     API_ID,
@@ -251,10 +255,14 @@ class Checker:
         """May this request pass, and with which identity headers?"""
         headers = request.headers
         method = request.path.split("?", 1)[0]
+        direct = DIRECT_REST.get((request.http_method, method))
         key = presented_key(headers)
         principal, credential_error = await self._principal(key, headers)
-        path = headers.get("x-envoy-original-path", request.path)
-        model = requested_model(method, request.raw_body)
+        if direct is not None:  # untranscoded: the body is the client's JSON
+            method, path, model = direct, request.path, _json_model(request.raw_body)
+        else:
+            path = headers.get("x-envoy-original-path", request.path)
+            model = requested_model(method, request.raw_body)
         # Everything the decision depends on: the input (expiry is a matter of the
         # clock, so the status is judged now), and the policy + data revision.
         now = time.time()
@@ -290,7 +298,7 @@ class Checker:
             # and result kept with it (shared, never mutated) instead of rebuilding them.
             self.decision_log.record(ACCESS_DECISION, cached.input, cached.result, revision)
         # The transcoder rewrote REST requests to gRPC (and left the original path).
-        grpc_client = "x-envoy-original-path" not in headers
+        grpc_client = direct is None and "x-envoy-original-path" not in headers
         if not decision.allow:
             return _denied(decision, grpc_client, method == _ROUTER + "AnthropicMessages")
         assert principal is not None, "policy allowed a request without a principal"

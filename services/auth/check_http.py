@@ -11,9 +11,10 @@ by httptools on the event loop itself, costs tens of µs (docs/performance.md).
 The exchange (Envoy's `http_service`, see envoy/envoy.yaml.tmpl):
 
 - request: the client's method, the path after the transcoder (the gRPC
-  method), the headers Envoy is allowed to send (credentials, x-lockgate-*,
-  x-envoy-original-path, x-request-id) and the request body, as the
-  transcoder framed it;
+  method; the client's path for the untranscoded hot REST calls), the headers
+  Envoy is allowed to send (credentials, x-lockgate-*, x-envoy-original-path,
+  x-request-id) and the request body (as the transcoder framed it, or the
+  client's JSON);
 - allowed: `200` with the identity headers (Envoy copies `x-lockgate-*` to
   the upstream request), `x-envoy-auth-headers-to-remove` naming the
   credentials and spoofed headers to drop, and Deprecation/Sunset/Link for the
@@ -22,16 +23,17 @@ The exchange (Envoy's `http_service`, see envoy/envoy.yaml.tmpl):
   the client as they are. Envoy treats a 5xx from the authorization service as
   a failure of the service (its `status_on_error`, 503), so a 503 decision
   (governance not loaded yet, a policy engine failure) reaches the client as
-  Envoy's 503, not with this body.
+  Envoy's 503 (`access_check_unavailable`, see envoy/envoy.yaml.tmpl), not
+  with this body.
 
-The server is lockgate/http_unary.py's: requests answered in order per
+The server is lockgate/lean_http.py's: requests answered in order per
 connection, a malformed or oversized one refused with 400, an unexpected
 failure answered 503 (fail closed).
 """
 
 from __future__ import annotations
 
-from lockgate.http_unary import HttpRequest, UnaryHttpServer, response
+from lockgate.lean_http import HttpRequest, LeanHttpServer, response
 from lockgate.metrics import Counter
 from services.auth.check import Allowed, Checker, CheckInput, Denied
 
@@ -56,7 +58,7 @@ def encode_verdict(verdict: Allowed | Denied) -> bytes:
     return response(200, headers)
 
 
-def check_server(checker: Checker, host: str, port: int, max_body_bytes: int) -> UnaryHttpServer:
+def check_server(checker: Checker, host: str, port: int, max_body_bytes: int) -> LeanHttpServer:
     async def answer(request: HttpRequest) -> bytes:
         verdict = await checker.decide(CheckInput(
             path=request.path, http_method=request.method, headers=request.headers,
@@ -65,5 +67,6 @@ def check_server(checker: Checker, host: str, port: int, max_body_bytes: int) ->
         CHECKS.labels("denied" if isinstance(verdict, Denied) else "allowed").inc()
         return encode_verdict(verdict)
 
-    return UnaryHttpServer("auth-check", answer, host, port, max_body_bytes)
+    # Every path is a request being checked: one method label, as the gRPC Check has.
+    return LeanHttpServer("auth", answer, host, port, max_body_bytes, other_method="Check")
 

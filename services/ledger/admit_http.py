@@ -2,7 +2,7 @@
 
 The router asks Admit before every call of a caller with a budget or a token
 limit. Over grpc.aio that call cost the ledger more CPU than the admission
-itself (lockgate/http_unary.py says why), so the router sends the same
+itself (lockgate/lean_http.py says why), so the router sends the same
 protobuf messages over plain HTTP/1.1 instead:
 
     POST /lockgate.ledger.v1.LedgerService/Admit
@@ -19,7 +19,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from lockgate.errors import LockgateError
-from lockgate.http_unary import HttpRequest, UnaryHttpServer, response
+from lockgate.lean_http import HttpRequest, LeanHttpServer, response
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger_admit_http import CONTENT_TYPE, PATH
 from services.ledger.admission import Gate
@@ -33,7 +33,7 @@ def _text(status: int, message: str) -> bytes:
     return response(status, [("content-type", "text/plain")], message.encode())
 
 
-def admit_server(gate: Gate, host: str, port: int) -> UnaryHttpServer:
+def admit_server(gate: Gate, host: str, port: int) -> LeanHttpServer:
     async def answer(request: HttpRequest) -> bytes:
         if request.path != PATH:
             return _text(404, f"unknown path {request.path[:200]}")
@@ -49,4 +49,4 @@ def admit_server(gate: Gate, host: str, port: int) -> UnaryHttpServer:
             return _text(exc.status.http, exc.message)
         return response(200, [("content-type", CONTENT_TYPE)], reply.SerializeToString())
 
-    return UnaryHttpServer("ledger-admit", answer, host, port, MAX_BODY_BYTES)
+    return LeanHttpServer("ledger", answer, host, port, MAX_BODY_BYTES, methods={PATH: "Admit"})

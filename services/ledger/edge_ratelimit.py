@@ -9,7 +9,8 @@ to the router turns those headers into one descriptor (envoy/envoy.yaml.tmpl):
     team    x-lockgate-team-id       optional (skip_if_absent)
     key     x-lockgate-key-id        optional
     alias   x-lockgate-model         optional: the model alias the body names
-    path    x-envoy-original-path    optional: set by the transcoder on REST calls
+    path    x-envoy-original-path    optional: set by the transcoder on REST calls;
+            or :path                 on the REST calls routed untranscoded
                                      (shapes the error body; not a limit scope)
 
 The answer carries the x-ratelimit-*-requests headers of the tightest limit that
@@ -38,7 +39,7 @@ DESCRIPTOR_HEADERS = {
     "team": "x-lockgate-team-id",
     "key": "x-lockgate-key-id",
     "alias": "x-lockgate-model",
-    "path": "x-envoy-original-path",
+    "path": "x-envoy-original-path",  # or :path, see above
 }
 #: Paths whose clients read Anthropic's error shape.
 _ANTHROPIC_PATHS = ("/v1/messages",)

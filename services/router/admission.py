@@ -15,7 +15,7 @@ call's scopes, the most it can cost and the tokens it is expected to use:
 When the ledger says nothing applies to these scopes, the router does not ask
 again for them for `unrestricted_ttl_ms`. The question goes over the ledger's
 HTTP/1.1 binding of Admit when one is configured (`HttpAdmit`: the same
-messages at a fraction of a grpc.aio call's CPU, see lockgate/http_unary.py),
+messages at a fraction of a grpc.aio call's CPU, see lockgate/lean_http.py),
 else over gRPC (`GrpcAdmit`). When the ledger cannot be reached
 the call goes ahead (`failure_mode: open`, the default: an outage of the
 ledger must not stop inference, and usage is still spooled and metered) or is
@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 from lockgate import ledger_admit_http as admit_http
 from lockgate import rate_headers
 from lockgate.errors import RateLimited, ServiceUnavailable
-from lockgate.http_unary import HttpCallFailed, UnaryHttpClient
+from lockgate.lean_http import HttpCallFailed, LeanHttpClient
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
 from lockgate.lru import BoundedLRU
@@ -106,7 +106,7 @@ class GrpcAdmit:
 class HttpAdmit:
     """LedgerService/Admit over the ledger's HTTP/1.1 binding."""
 
-    def __init__(self, client: UnaryHttpClient):
+    def __init__(self, client: LeanHttpClient):
         self.client = client
 
     async def __call__(self, request: ledger_pb.AdmitRequest, within: float

@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 from lockgate.decision_log import DecisionLog
 from lockgate.governance_view import GovernanceView
 from lockgate.grpc_server import GrpcService
-from lockgate.http_unary import UnaryHttpClient
+from lockgate.lean_http import LeanHttpClient, LeanHttpServer
 from lockgate.policy_source import build_policy
 from lockgate.prices import PriceBook
 from lockgate.router.v1 import router_service_pb2 as pb
@@ -24,7 +24,9 @@ from services.router.admission import AdmissionClient, GrpcAdmit, HttpAdmit
 from services.router.cache import build_cache
 from services.router.call_bodies import BodyLog
 from services.router.config import DEFAULT_CONFIG, GatewayConfig, load_gateway_config
+from services.router.edge import Edge
 from services.router.health import HealthBoard
+from services.router.http_edge import edge_server
 from services.router.metering import UsageRecorder
 from services.router.price_sync import PriceSync
 from services.router.prompt_api import PromptApis
@@ -45,6 +47,11 @@ class RouterSettings(PolicySettings):
     #: Gateway config YAML; default: the embedded services/router/default_gateway.yaml.
     gateway_config: Path | None = None
     ledger_address: str = "127.0.0.1:50063"
+    #: Port of the provider-compatible endpoints over HTTP/1.1, which Envoy forwards
+    #: the hot REST calls to (services/router/http_edge.py; 0: any free port, -1: none).
+    http_port: int = -1
+    #: Largest request body that listener reads (Envoy's own limit comes first).
+    http_max_body_bytes: int = 8 * 1024 * 1024
     #: host:port of the ledger's HTTP/1.1 Admit (its LOCKGATE_LEDGER_ADMIT_PORT);
     #: empty: admission checks go over gRPC to ledger_address.
     ledger_admit_address: str = ""
@@ -101,7 +108,8 @@ class RouterApp:
             self.recorder.stub, self.apply_prices, interval=settings.price_refresh_seconds
         )
         self.server: GrpcService | None = None
-        self.admit_client: UnaryHttpClient | None = None
+        self.admit_client: LeanHttpClient | None = None
+        self.http_edge: LeanHttpServer | None = None
 
     async def build_server(self) -> GrpcService:
         """Upstream connections, providers, the usage recorder and the (unstarted) server."""
@@ -150,6 +158,12 @@ class RouterApp:
             return [SERVICE_NAME, ADMIN_SERVICE_NAME]
 
         self.server = GrpcService("router", self.settings, register)
+        if self.settings.http_port >= 0:
+            self.http_edge = edge_server(Edge(router), self.settings.host,
+                                         self.settings.http_port,
+                                         self.settings.http_max_body_bytes)
+            await self.http_edge.listen()
+            self.server.background.append(self.http_edge)
         # Hot reload of the gateway config and of the routing policy.
         self.server.background += [self.watcher, self.policy]
         self.server.background.append(self.price_sync)  # admin-set prices
@@ -197,7 +211,7 @@ class RouterApp:
         if not address:
             return GrpcAdmit(self.recorder.channel)
         host, _, port = address.rpartition(":")
-        self.admit_client = UnaryHttpClient(host or "127.0.0.1", int(port))
+        self.admit_client = LeanHttpClient(host or "127.0.0.1", int(port))
         return HttpAdmit(self.admit_client)
 
     async def close(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import httptools
 import orjson
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
@@ -17,6 +16,7 @@ from services.auth.app import AuthSettings, build
 from services.auth.check import Allowed, Checker, Denied
 from services.auth.check_http import encode_verdict
 from tests.integration.auth_harness import CHAT, check_request
+from tests.integration.http_wire import exchange
 
 INTERNAL = "/lockgate.ledger.v1.LedgerService/RecordUsage"
 
@@ -43,58 +43,6 @@ def as_http(check) -> bytes:
              f"content-length: {len(http.raw_body)}"]
     lines += [f"{k}: {v}" for k, v in http.headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + http.raw_body
-
-
-class Response:
-    def __init__(self, status: int):
-        self.status = status
-        self.headers: dict[str, str] = {}
-        self.body = b""
-
-
-class Responses:
-    """httptools callbacks collecting every response read on one connection."""
-
-    def __init__(self):
-        self.parser = httptools.HttpResponseParser(self)
-        self.done: list[Response] = []
-        self.headers: dict[str, str] = {}
-        self.body = b""
-
-    def on_message_begin(self):
-        self.headers, self.body = {}, b""
-
-    def on_header(self, name, value):
-        self.headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body):
-        self.body += body
-
-    def on_message_complete(self):
-        response = Response(self.parser.get_status_code())
-        response.headers, response.body = self.headers, self.body
-        self.done.append(response)
-
-
-async def read_responses(reader, count: int) -> list[Response]:
-    responses = Responses()
-    while len(responses.done) < count:
-        data = await asyncio.wait_for(reader.read(65536), 5)
-        if not data:
-            break
-        responses.parser.feed_data(data)
-    return responses.done
-
-
-async def exchange(port: int, *payloads: bytes, expect: int | None = None) -> list[Response]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for payload in payloads:
-            writer.write(payload)
-        await writer.drain()
-        return await read_responses(reader, expect if expect is not None else len(payloads))
-    finally:
-        writer.close()
 
 
 async def test_allowed_sets_identity_and_removes_credential_and_spoofs(auth):
@@ -135,6 +83,28 @@ async def test_same_verdict_as_the_grpc_check(auth, case):
     assert http_reply.status == denied.status.code
     assert http_reply.body.decode() == denied.body
     assert http_reply.headers["content-type"] == denied.headers[0].header.value
+
+
+@pytest.mark.parametrize("key", ["admin", None, "lg_unknown1_" + "a" * 32])
+async def test_an_untranscoded_rest_call_is_decided_as_its_grpc_method(auth, key):
+    """Envoy sends POST /v1/chat/completions to the router as it is: the check sees
+    the client's path and JSON body, and must decide as for the transcoded call."""
+    check, port, admin_key = auth
+    key = admin_key if key == "admin" else key
+    transcoded = check_request(key, model="demo")
+    direct = ("POST /v1/chat/completions HTTP/1.1\r\nhost: auth-check\r\n"
+              + (f"authorization: Bearer {key}\r\n" if key else "")
+              + "content-type: application/json\r\ncontent-length: {n}\r\n\r\n")
+    body = orjson.dumps({"model": "demo", "messages": [{"role": "user", "content": "x"}]})
+    [direct_reply] = await exchange(port, direct.format(n=len(body)).encode() + body)
+    [transcoded_reply] = await exchange(port, as_http(transcoded))
+    assert direct_reply.status == transcoded_reply.status
+    assert direct_reply.body == transcoded_reply.body  # OpenAI JSON, not a gRPC message
+    lockgate = {k: v for k, v in direct_reply.headers.items() if k.startswith("x-lockgate-")}
+    assert lockgate == {k: v for k, v in transcoded_reply.headers.items()
+                        if k.startswith("x-lockgate-")}
+    if key == admin_key:
+        assert lockgate["x-lockgate-model"] == "demo"
 
 
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order(auth):

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from lockgate import ledger_admit_http as admit_http
-from lockgate.http_unary import HttpCallFailed, UnaryHttpClient, UnaryHttpServer, response
 from lockgate.identity import KEY_ID, ROLES, TENANT_ID
+from lockgate.lean_http import HttpCallFailed, LeanHttpClient, LeanHttpServer, response
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from tests.conftest import free_port
@@ -24,7 +24,7 @@ ADMIN = ((TENANT_ID, "ten_a"), (KEY_ID, "key_admin"), (ROLES, "tenant_admin"))
 async def ledger(tmp_path):
     server, engine, port = await start_ledger(tmp_path)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    client = UnaryHttpClient("127.0.0.1", admit_port(server))
+    client = LeanHttpClient("127.0.0.1", admit_port(server))
     yield pb_grpc.LedgerServiceStub(channel), client
     client.close()
     await channel.close()
@@ -38,7 +38,7 @@ def admit_request(request_id: str, cost: int) -> pb.AdmitRequest:
                            reservation_ttl_seconds=60)
 
 
-async def ask(client: UnaryHttpClient, request: pb.AdmitRequest) -> pb.AdmitResponse:
+async def ask(client: LeanHttpClient, request: pb.AdmitRequest) -> pb.AdmitResponse:
     reply = await client.post(admit_http.PATH, request.SerializeToString(),
                               admit_http.CONTENT_TYPE, within=5)
     assert reply.status == 200, reply.body
@@ -84,7 +84,7 @@ async def test_bad_requests_are_refused_clearly(ledger, path, body, status, text
 
 
 async def test_an_unreachable_server_fails_fast_and_clearly():
-    client = UnaryHttpClient("127.0.0.1", free_port())
+    client = LeanHttpClient("127.0.0.1", free_port())
     with pytest.raises(HttpCallFailed, match="cannot reach"):
         await client.post("/x", b"", "text/plain", within=2)
 
@@ -100,9 +100,9 @@ async def test_a_slow_server_times_out_and_its_connection_is_not_reused():
             await release.wait()
         return response(200, body=b"ok")
 
-    server = UnaryHttpServer("slow", handler, "127.0.0.1", 0, 1024)
+    server = LeanHttpServer("slow", handler, "127.0.0.1", 0, 1024)
     port = await server.listen()
-    client = UnaryHttpClient("127.0.0.1", port)
+    client = LeanHttpClient("127.0.0.1", port)
     try:
         with pytest.raises(HttpCallFailed, match="no answer within"):
             await client.post("/x", b"", "text/plain", within=0.2)

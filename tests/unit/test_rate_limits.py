@@ -5,7 +5,6 @@ descriptors Envoy sends and the 429 bodies, the Envoy template and the CLI."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -16,8 +15,10 @@ from lockgate import rate_headers
 from lockgate.cli import limits as limits_cli
 from lockgate.cli.errors import CliError
 from lockgate.cli.main import build_parser
+from lockgate.direct_rest import DIRECT_REST
 from lockgate.identity import Identity
 from lockgate.stack.envoy_config import render
+from lockgate.stack.layout import StackLayout
 from services.ledger import limits
 from services.ledger.edge_ratelimit import DESCRIPTOR_HEADERS, DOMAIN, call_of, error_body
 from services.ledger.limits import (
@@ -337,9 +338,7 @@ def test_429_bodies_speak_the_clients_dialect():
 
 
 def _template():
-    layout = SimpleNamespace(http_port=8080, envoy_admin_port=9901, auth_port=1, router_port=2,
-                             ledger_port=3, registry_port=4, max_request_bytes=1024)
-    return yaml.safe_load(render(layout))
+    return yaml.safe_load(render(StackLayout()))
 
 
 def test_envoy_asks_the_ledger_after_ext_authz_and_fails_open():
@@ -361,17 +360,23 @@ def test_envoy_asks_the_ledger_after_ext_authz_and_fails_open():
     assert mappers.index(rl[0]) < len(mappers) - 1
 
 
-def test_the_route_to_the_router_sends_the_descriptor_the_ledger_reads():
+def test_the_routes_to_the_router_send_the_descriptor_the_ledger_reads():
     hcm = _template()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
         "typed_config"]
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-    limited = [r for r in routes if r["route"].get("rate_limits")]
-    assert [r["match"]["prefix"] for r in limited] == ["/lockgate.router.v1.RouterService/"]
-    (policy,) = limited[0]["route"]["rate_limits"]
-    actions = [a["request_headers"] for a in policy["actions"]]
-    assert {a["descriptor_key"]: a["header_name"] for a in actions} == DESCRIPTOR_HEADERS
-    # Only the tenant is required: without it, Envoy asks (and counts) nothing.
-    assert [a["descriptor_key"] for a in actions if not a.get("skip_if_absent")] == ["tenant"]
+    limited = {r["match"].get("prefix") or r["match"]["path"]: r for r in routes
+               if r["route"].get("rate_limits")}
+    direct = [path for _, path in DIRECT_REST]
+    assert list(limited) == [*direct, "/lockgate.router.v1.RouterService/"]
+    for path, route in limited.items():
+        (policy,) = route["route"]["rate_limits"]
+        actions = [a["request_headers"] for a in policy["actions"]]
+        # The REST calls routed untranscoded have their client path in :path.
+        expected = {**DESCRIPTOR_HEADERS, "path": ":path"} if path in direct else DESCRIPTOR_HEADERS
+        assert {a["descriptor_key"]: a["header_name"] for a in actions} == expected
+        # Only the tenant is required: without it, Envoy asks (and counts) nothing.
+        required = [a["descriptor_key"] for a in actions if not a.get("skip_if_absent")]
+        assert required == (["tenant", "path"] if path in direct else ["tenant"])
 
 
 # -- CLI -------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
-"""Lean HTTP/1.1 request/response for the calls every governed request makes.
+"""Lean HTTP/1.1 for the calls every governed request makes.
 
 grpc.aio hands every event between gRPC's I/O threads and the event loop: on
 the 2-core bench machine a unary call cost its server ~0.5-1 ms of CPU and a
 dozen thread switches, more than the work it carried (docs/performance.md).
-The two calls on every request's path that Lockgate controls both ends of —
-Envoy's access check (auth) and the router's admission check (ledger) — use
-this instead: keep-alive HTTP/1.1 parsed by httptools on the event loop
-itself, tens of µs a call. Everything else stays gRPC.
+The hops on every request's path that Lockgate controls both ends of —
+Envoy's access check (auth), Envoy to the router's provider-compatible
+endpoints, and the router's admission check (ledger) — use this instead:
+keep-alive HTTP/1.1 parsed by httptools on the event loop itself, tens of µs
+a call. Everything else stays gRPC.
 
-- `UnaryHttpServer`: answers each request with `await handler(request)`, in
-  order per connection; bounded request line, headers and body (400 and close);
-  an exception in the handler answers 503 and is logged, never raised into the
-  event loop.
-- `UnaryHttpClient`: POSTs a body to one server over a bounded pool of
+- `LeanHttpServer`: answers each request with `await handler(request)`, in
+  order per connection: whole response bytes, or an async iterator of
+  already-framed pieces (a stream, written with the transport's flow control
+  and closed when the client goes away); bounded request line, headers and
+  body (400 and close); an exception in the handler answers 503 and is
+  logged, never raised into the event loop.
+- `LeanHttpClient`: POSTs a body to one server over a bounded pool of
   keep-alive connections; any failure (refused, reset, timeout, bad answer)
   raises `HttpCallFailed` and drops that connection.
 """
@@ -21,14 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import httptools
 
-log = logging.getLogger("lockgate.http_unary")
+from lockgate.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("lockgate.lean_http")
 
 #: Requests read but not answered yet stay under this many per connection
 #: (Envoy sends one at a time; a client pipelining more is read no further).
@@ -45,6 +51,8 @@ class HttpRequest:
     #: Lower-case names; a repeated header is one comma-joined value.
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    #: time.perf_counter() when the whole request had arrived.
+    arrived: float = 0.0
 
 
 class BadRequest(Exception):
@@ -83,11 +91,12 @@ def _bad_request(message: str) -> bytes:
 
 _FAILED = response(503, [("content-type", "text/plain")], b"request failed; retry\n")
 
-Handler = Callable[[HttpRequest], Awaitable[bytes]]
+#: A handler answers whole response bytes, or a stream of already-framed pieces.
+Handler = Callable[[HttpRequest], Awaitable[bytes | AsyncIterator[bytes]]]
 
 
 class _ServerConnection(asyncio.Protocol):
-    def __init__(self, server: UnaryHttpServer):
+    def __init__(self, server: LeanHttpServer):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -97,8 +106,17 @@ class _ServerConnection(asyncio.Protocol):
         self.pending: deque[HttpRequest] = deque()
         self.worker: asyncio.Task | None = None
         self.paused = False
+        #: Set while the transport's write buffer is below its high-water mark.
+        self.writable = asyncio.Event()
+        self.writable.set()
 
     # -- asyncio.Protocol --------------------------------------------------
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connections.add(self)
@@ -106,6 +124,7 @@ class _ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.transport = None
         self.server.connections.discard(self)
+        self.writable.set()
         if self.worker is not None:
             self.worker.cancel()
 
@@ -156,6 +175,7 @@ class _ServerConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.current
         request.body = b"".join(self.body)
+        request.arrived = time.perf_counter()
         self.current, self.body = None, []
         self.pending.append(request)
         if len(self.pending) >= _MAX_PENDING and not self.paused:
@@ -176,11 +196,39 @@ class _ServerConnection(asyncio.Protocol):
                 })
                 reply = _FAILED
             if self.transport is None:
+                if not isinstance(reply, bytes):
+                    await reply.aclose()
                 return
-            self.transport.write(reply)
+            if isinstance(reply, bytes):
+                self.transport.write(reply)
+                self.server.measure(request, reply)
+            elif not await self._stream(reply, request):
+                return
             if self.paused and len(self.pending) < _MAX_PENDING // 2:
                 self.paused = False
                 self.transport.resume_reading()
+
+    async def _stream(self, pieces: AsyncIterator[bytes], request: HttpRequest) -> bool:
+        """Write a streamed reply; False when the connection is gone (or had to go)."""
+        head = b""
+        try:
+            async for piece in pieces:
+                if self.transport is None:
+                    return False
+                head = head or piece
+                self.transport.write(piece)
+                await self.writable.wait()  # the client reads slowly: do not buffer its stream
+            return self.transport is not None
+        except Exception:  # noqa: BLE001 - the status is sent: all that is left is to hang up
+            log.exception("stream failed", extra={
+                "server": self.server.name, "request_id": request.headers.get("x-request-id", ""),
+            })
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        finally:
+            await pieces.aclose()
+            self.server.measure(request, head)
 
     def _refuse(self, message: str) -> None:
         self.server.refused += 1
@@ -190,19 +238,32 @@ class _ServerConnection(asyncio.Protocol):
             self.transport = None
 
 
-class UnaryHttpServer:
+class LeanHttpServer:
     """A listening socket whose every request is answered by `handler`; started
     with its service (`listen`) and closed at its stop (`close`)."""
 
-    def __init__(self, name: str, handler: Handler, host: str, port: int, max_body_bytes: int):
+    def __init__(self, name: str, handler: Handler, host: str, port: int, max_body_bytes: int,
+                 methods: dict[str, str] | None = None, other_method: str = "other"):
+        #: The service, as metrics and logs name it.
         self.name = name
         self.handler = handler
+        #: path -> the method name metrics label its calls with (`other_method` for
+        #: the rest: a client cannot grow the label set).
+        self.methods = methods or {}
+        self.other_method = other_method
         self.host, self.port = host, port
         self.max_body_bytes = max_body_bytes
         self.server: asyncio.Server | None = None
         self.connections: set[_ServerConnection] = set()
         #: Requests refused as malformed or oversized (for tests and logs).
         self.refused = 0
+
+    def measure(self, request: HttpRequest, head: bytes) -> None:
+        """Count a call answered with `head` (its response starts with the status line)."""
+        method = self.methods.get(request.path.split("?", 1)[0], self.other_method)
+        status = head[9:12].decode("latin-1") if head.startswith(b"HTTP/1.1 ") else "none"
+        HTTP_REQUESTS.labels(self.name, method, status).inc()
+        HTTP_LATENCY.labels(self.name, method).observe(time.perf_counter() - request.arrived)
 
     async def listen(self) -> int:
         """Bind and serve; returns the port (the one chosen when `port` is 0)."""
@@ -216,15 +277,20 @@ class UnaryHttpServer:
     def start(self) -> None:
         """Already listening (see `listen`); here for a service's background list."""
 
-    async def close(self) -> None:
-        """Stop listening and close the clients' keep-alive connections (the service
-        has drained its gRPC calls by now; clients reconnect to another replica)."""
-        if self.server is not None:
-            self.server.close()
-            for connection in list(self.connections):
-                if connection.transport is not None:
-                    connection.transport.close()
-            await self.server.wait_closed()
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Stop listening, let requests in progress finish (up to `grace_seconds`),
+        then close the clients' keep-alive connections (they reconnect to another
+        replica)."""
+        if self.server is None:
+            return
+        self.server.close()
+        busy = [c.worker for c in self.connections if c.worker is not None and not c.worker.done()]
+        if busy:
+            await asyncio.wait(busy, timeout=grace_seconds)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        await self.server.wait_closed()
 
 
 # -- client --------------------------------------------------------------------------
@@ -283,7 +349,7 @@ class _ClientConnection(asyncio.Protocol):
             self.waiter = None
 
 
-class UnaryHttpClient:
+class LeanHttpClient:
     """POSTs to one server (`host:port`) over at most `max_connections` keep-alive
     connections; callers beyond that wait for one to come free."""
 

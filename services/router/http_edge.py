@@ -1,0 +1,88 @@
+"""The provider-compatible endpoints over plain HTTP/1.1, as Envoy forwards them.
+
+Envoy routes the three hot REST calls — POST /v1/chat/completions,
+/v1/messages and /v1/embeddings — to this listener untranscoded (after its
+access check and rate limiter): no gRPC hop, no transcoding, no status header
+for a Lua filter to move (envoy/envoy.yaml.tmpl). The answers are the same
+bytes the gRPC HttpBody methods give (services/router/edge.py serves both):
+JSON with a content-length, or SSE with chunked transfer encoding, written as
+the provider streams it.
+
+The caller's identity is in the x-lockgate-* headers auth set, exactly as over
+gRPC. This listener trusts them as the gRPC one does: it must only be
+reachable from Envoy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from lockgate.direct_rest import DIRECT_REST
+from lockgate.lean_http import HttpRequest, LeanHttpServer, header_line, response, status_line
+from services.router.edge import JSON, Edge, Incoming, Reply
+
+_POST = "POST"
+
+
+def _not_found(request: HttpRequest) -> bytes:
+    error = {"message": f"unknown path: {request.method} {request.path[:200]}",
+             "type": "not_found_error", "param": None, "code": "not_found"}
+    return response(404, [("content-type", JSON)], orjson.dumps({"error": error}))
+
+
+def _head(reply: Reply, framing: bytes) -> bytes:
+    return b"".join((
+        status_line(reply.status),
+        header_line("content-type", reply.content_type),
+        *(header_line(k, v) for k, v in reply.headers),
+        framing,
+    ))
+
+
+async def _chunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            if chunk:  # an empty chunk would end the body
+                yield b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        yield b"0\r\n\r\n"
+    finally:
+        await chunks.aclose()  # the client may be gone: meter and free the upstream now
+
+
+async def _with_head(head: bytes, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield head
+        async for piece in pieces:
+            yield piece
+    finally:
+        await pieces.aclose()
+
+
+def encode(reply: Reply) -> bytes | AsyncIterator[bytes]:
+    """A Reply as HTTP/1.1: whole bytes, or the head and then the chunks."""
+    if reply.chunks is None:
+        return _head(reply, b"content-length: %d\r\n\r\n" % len(reply.body)) + reply.body
+    return _with_head(_head(reply, b"transfer-encoding: chunked\r\n\r\n"),
+                      _chunked(reply.chunks))
+
+
+def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int) -> LeanHttpServer:
+    endpoints = {
+        "/v1/chat/completions": edge.openai_chat,
+        "/v1/messages": edge.anthropic_messages,
+        "/v1/embeddings": edge.openai_embeddings,
+    }
+
+    async def answer(request: HttpRequest) -> bytes | AsyncIterator[bytes]:
+        # Anthropic's SDK may add a query (?beta=true): the path alone picks the endpoint.
+        endpoint = endpoints.get(request.path.split("?", 1)[0])
+        if endpoint is None or request.method != _POST:
+            return _not_found(request)
+        incoming = Incoming(headers=tuple(request.headers.items()),
+                            request_id=request.headers.get("x-request-id"))
+        return encode(await endpoint(request.body, incoming))
+
+    methods = {path: method.rsplit("/", 1)[1] for (_, path), method in DIRECT_REST.items()}
+    return LeanHttpServer("router", answer, host, port, max_body_bytes, methods=methods)
