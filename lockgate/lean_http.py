@@ -40,6 +40,8 @@ log = logging.getLogger("lockgate.lean_http")
 #: (Envoy sends one at a time; a client pipelining more is read no further).
 _MAX_PENDING = 16
 _MAX_HEADERS = 128
+#: Pending connections the kernel queues (it caps this at net.core.somaxconn).
+_BACKLOG = 4096
 _MAX_HEADER_BYTES = 64 * 1024
 _FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
 
@@ -267,8 +269,12 @@ class LeanHttpServer:
 
     async def listen(self) -> int:
         """Bind and serve; returns the port (the one chosen when `port` is 0)."""
+        # HTTP/1.1 carries one call at a time per connection, so Envoy opens one per
+        # call in flight: a burst of a thousand streams is a thousand connects at once
+        # (asyncio's default backlog of 100 made most of them time out).
         self.server = await asyncio.get_running_loop().create_server(
             lambda: _ServerConnection(self), self.host, self.port, reuse_address=True,
+            backlog=_BACKLOG,
         )
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("serving over HTTP", extra={"server": self.name, "port": self.port})
