@@ -155,10 +155,13 @@ def main() -> int:
             }
             results["s1_unary_chat"].append(row)
             print(json.dumps(row))
+        limiter_before = rate_limiter_stats(stack)
         results["s2_streaming"] = streaming.compare(
             f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
             stack.admin_key, streams=args.streams, lockgate_pids=lockgate_pids(stack),
         )
+        results["s2_streaming"]["governed"]["rate_limiter"] = {
+            k: v - limiter_before.get(k, 0) for k, v in rate_limiter_stats(stack).items()}
         print(json.dumps(results["s2_streaming"]))
     results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run(seconds=args.ingest_seconds))
     print(json.dumps(results["s3_ledger_ingest"]))
