@@ -239,7 +239,7 @@ def test_the_breaker_opens_on_a_failing_deployment_and_closes_after_a_good_probe
     assert faulty["breaker_state"] == "open" and int(faulty["failures"]) == 5
     client(stack).chat.completions.create(model="resilient", messages=MESSAGES)
     assert int(routes()["faulty-small"]["calls"]) == 5  # skipped while open
-    time.sleep(1.1)
+    time.sleep(3.1)
     client(stack).chat.completions.create(model="resilient", messages=MESSAGES)  # the probe
     assert routes()["faulty-small"]["breaker_state"] == "closed"
 
