@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from lockgate.cli.ledger_calls import add_scope_flags, invoke, respond, scope_of
-from lockgate.cli.options import add_gateway_options
+from lockgate.cli.ledger_calls import (
+    add_list_and_delete,
+    add_scope_flags,
+    invoke,
+    respond,
+    scope_of,
+)
 from lockgate.cli.table import format_table
 from lockgate.money import parse_usd, usd
 
@@ -54,20 +59,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="only send threshold events (the default)")
     setter.set_defaults(handler=run_set)
 
-    listing = actions.add_parser("list", help="list the tenant's budgets and their spend")
-    listing.add_argument("--scope", choices=SCOPES, default="", help="only this scope")
-    listing.set_defaults(handler=run_list)
-
-    delete = actions.add_parser("delete", help="remove a budget")
-    delete.add_argument("budget_id", metavar="ID", help="the budget's id (bgt_…)")
-    delete.set_defaults(handler=run_delete)
-
-    for sub in (setter, listing, delete):
-        sub.add_argument("--json", action="store_true", help="print the response as JSON")
-    # `set --key ID` names the budgeted key, so there the admin key is --admin-key.
-    add_gateway_options(setter, key_flag="--admin-key")
-    add_gateway_options(listing)
-    add_gateway_options(delete)
+    add_list_and_delete(actions, setter, noun="budget", scopes=SCOPES, id_dest="budget_id",
+                        id_help="the budget's id (bgt_…)", run_list=run_list,
+                        run_delete=run_delete)
 
 
 def set_request(args: argparse.Namespace):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from lockgate.cli.admin import print_json
 from lockgate.cli.errors import CliError
+from lockgate.cli.options import add_gateway_options
 
 
 def invoke(args: argparse.Namespace, method: str, request):
@@ -51,3 +52,21 @@ def scope_of(args: argparse.Namespace, last: str) -> tuple[str, str]:
                 raise CliError(f"--{scope} needs a value", 2)
             return scope, value.strip()
     raise CliError("give one of --tenant, --team, --key or --" + last, 2)
+
+
+def add_list_and_delete(actions, setter: argparse.ArgumentParser, *, noun: str,
+                        scopes: tuple[str, ...], id_dest: str, id_help: str,
+                        run_list: Callable, run_delete: Callable) -> None:
+    """`list` and `delete` beside a scoped `set`, and the options all three share."""
+    listing = actions.add_parser("list", help=f"list the tenant's {noun}s")
+    listing.add_argument("--scope", choices=scopes, default="", help="only this scope")
+    listing.set_defaults(handler=run_list)
+    delete = actions.add_parser("delete", help=f"remove a {noun}")
+    delete.add_argument(id_dest, metavar="ID", help=id_help)
+    delete.set_defaults(handler=run_delete)
+    for sub in (setter, listing, delete):
+        sub.add_argument("--json", action="store_true", help="print the response as JSON")
+    # `set --key ID` names the key the setting is for, so there the admin key is --admin-key.
+    add_gateway_options(setter, key_flag="--admin-key")
+    add_gateway_options(listing)
+    add_gateway_options(delete)

@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 
 from lockgate.cli.errors import CliError
-from lockgate.cli.ledger_calls import add_scope_flags, invoke, respond, scope_of
-from lockgate.cli.options import add_gateway_options
+from lockgate.cli.ledger_calls import (
+    add_list_and_delete,
+    add_scope_flags,
+    invoke,
+    respond,
+    scope_of,
+)
 
 HEADERS = ("ID", "SCOPE", "SCOPE ID", "REQUESTS/MIN", "TOKENS/MIN", "UPDATED")
 #: services/ledger/scopes.py RATE_LIMIT_SCOPES (a unit test keeps them equal).
@@ -46,20 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="tokens (input + output) per minute (0: no token limit)")
     setter.set_defaults(handler=run_set)
 
-    listing = actions.add_parser("list", help="list the tenant's rate limits")
-    listing.add_argument("--scope", choices=SCOPES, default="", help="only this scope")
-    listing.set_defaults(handler=run_list)
-
-    delete = actions.add_parser("delete", help="remove a rate limit")
-    delete.add_argument("rate_limit_id", metavar="ID", help="the limit's id (rl_…)")
-    delete.set_defaults(handler=run_delete)
-
-    for sub in (setter, listing, delete):
-        sub.add_argument("--json", action="store_true", help="print the response as JSON")
-    # `set --key ID` names the limited key, so there the admin key is --admin-key.
-    add_gateway_options(setter, key_flag="--admin-key")
-    add_gateway_options(listing)
-    add_gateway_options(delete)
+    add_list_and_delete(actions, setter, noun="rate limit", scopes=SCOPES,
+                        id_dest="rate_limit_id", id_help="the limit's id (rl_…)",
+                        run_list=run_list, run_delete=run_delete)
 
 
 def set_request(args: argparse.Namespace):
