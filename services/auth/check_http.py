@@ -34,13 +34,7 @@ failure answered 503 (fail closed).
 from __future__ import annotations
 
 from lockgate.lean_http import HttpRequest, LeanHttpServer, response
-from lockgate.metrics import Counter
 from services.auth.check import Allowed, Checker, CheckInput, Denied
-
-CHECKS = Counter(
-    "lockgate_auth_http_checks_total",
-    "Access checks asked over HTTP by Envoy, by outcome (allowed, denied)", ["outcome"],
-)
 
 #: Envoy removes the headers this response header names from the client's request.
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
@@ -64,9 +58,10 @@ def check_server(checker: Checker, host: str, port: int, max_body_bytes: int) ->
             path=request.path, http_method=request.method, headers=request.headers,
             raw_body=request.body,
         ))
-        CHECKS.labels("denied" if isinstance(verdict, Denied) else "allowed").inc()
         return encode_verdict(verdict)
 
     # Every path is a request being checked: one method label, as the gRPC Check has.
+    # lockgate_http_requests_total{service="auth",method="Check"} counts allowed
+    # (status 200) and denied calls.
     return LeanHttpServer("auth", answer, host, port, max_body_bytes, other_method="Check")
 

@@ -41,8 +41,10 @@ def _head(reply: Reply, framing: bytes) -> bytes:
     ))
 
 
-async def _chunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _chunked(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The head, then each chunk in chunked transfer encoding."""
     try:
+        yield head
         async for chunk in chunks:
             if chunk:  # an empty chunk would end the body
                 yield b"%x\r\n%s\r\n" % (len(chunk), chunk)
@@ -51,21 +53,11 @@ async def _chunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         await chunks.aclose()  # the client may be gone: meter and free the upstream now
 
 
-async def _with_head(head: bytes, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        yield head
-        async for piece in pieces:
-            yield piece
-    finally:
-        await pieces.aclose()
-
-
 def encode(reply: Reply) -> bytes | AsyncIterator[bytes]:
     """A Reply as HTTP/1.1: whole bytes, or the head and then the chunks."""
     if reply.chunks is None:
         return _head(reply, b"content-length: %d\r\n\r\n" % len(reply.body)) + reply.body
-    return _with_head(_head(reply, b"transfer-encoding: chunked\r\n\r\n"),
-                      _chunked(reply.chunks))
+    return _chunked(_head(reply, b"transfer-encoding: chunked\r\n\r\n"), reply.chunks)
 
 
 def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int) -> LeanHttpServer:
