@@ -77,26 +77,61 @@ def lockgate_pids(stack) -> dict[str, int]:
     return pids
 
 
-def rate_limiter_stats(stack) -> dict[str, int]:
-    """Envoy's counters of the edge rate limiter on the route to the router: `ok`,
-    `over_limit`, `error` and `failure_mode_allowed` (calls let through unchecked
-    because the ledger did not answer within the filter's timeout)."""
-    port = stack.ports["LOCKGATE_ENVOY_ADMIN_PORT"]
-    text = urllib.request.urlopen(  # noqa: S310 - the stack's own admin port on loopback
-        f"http://127.0.0.1:{port}/stats?filter=^cluster\\.router\\.ratelimit\\.", timeout=5
-    ).read().decode()
-    out = {}
+def _get(url: str) -> str:
+    return urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - loopback
+
+
+def _prometheus(text: str, name: str, by: str, **where: str) -> dict[str, int]:
+    """Label `by`'s value -> count, of the samples of counter `name` whose other
+    labels match `where`."""
+    out: dict[str, int] = {}
     for line in text.splitlines():
-        name, _, value = line.partition(": ")
-        out[name.rsplit(".", 1)[-1]] = int(value)
+        if not line.startswith(name + "{"):
+            continue
+        labels, _, value = line[len(name) + 1:].partition("} ")
+        found = {k: v.strip('"') for k, v in (part.split("=", 1) for part in labels.split(","))}
+        if all(found.get(k) == v for k, v in where.items()):
+            out[found.get(by, "")] = out.get(found.get(by, ""), 0) + int(float(value))
     return out
+
+
+def governance_checks(stack) -> dict[str, dict[str, int]]:
+    """How the governed calls were counted against their rate limits, as counters
+    (take the difference of two readings, `checks_since`):
+    - `requests`: the ledger's request-limit checks by outcome (`ok` counted,
+      `over_limit`, `unlimited`, `error`: counters unreachable, allowed);
+    - `admission`: the router's admission checks by outcome (`unavailable`:
+      the ledger did not answer in time and the call went ahead unchecked);
+    - `edge_limiter`: Envoy's rate limit filter, which only gRPC calls to the
+      router pass (`failure_mode_allowed`: let through unchecked). The bench's
+      REST calls do not: the router's admission counts them."""
+    ports = stack.ports
+    ledger = _get(f"http://127.0.0.1:{ports['LOCKGATE_LEDGER_METRICS_PORT']}/metrics")
+    router = _get(f"http://127.0.0.1:{ports['LOCKGATE_ROUTER_METRICS_PORT']}/metrics")
+    envoy = _get(f"http://127.0.0.1:{ports['LOCKGATE_ENVOY_ADMIN_PORT']}/stats"
+                 "?filter=^cluster\\.router_grpc\\.ratelimit\\.")
+    edge = {}
+    for line in envoy.splitlines():
+        name, _, value = line.partition(": ")
+        edge[name.rsplit(".", 1)[-1]] = int(value)
+    return {
+        "requests": _prometheus(ledger, "lockgate_ledger_rate_limit_checks_total", "outcome",
+                                kind="requests"),
+        "admission": _prometheus(router, "lockgate_router_admissions_total", "outcome"),
+        "edge_limiter": edge,
+    }
+
+
+def checks_since(before: dict, after: dict) -> dict:
+    return {group: {k: v - before[group].get(k, 0) for k, v in counts.items()}
+            for group, counts in after.items()}
 
 
 def govern(stack) -> dict:
     """Make the governed path pay for everything a governed call does: a hard
     budget and a rate limit (requests and tokens) on the tenant, so every call is
-    admitted by the ledger (Admit) and counted by the edge rate limiter (RLS),
-    both far from their caps so no call is refused."""
+    admitted by the ledger (Admit: the request counted, the tokens checked, the
+    cost reserved), far from the caps so no call is refused."""
     commands = (
         ("budgets", "set", "--tenant", "--usd", "1000000", "--period", "day", "--hard"),
         ("limits", "set", "--tenant", "--rpm", "10000000", "--tpm", "10000000000"),
@@ -138,13 +173,12 @@ def main() -> int:
             wrk(url, 4, 2, key)
         for concurrency in args.concurrency:
             direct = wrk(direct_url, concurrency, args.seconds, None)
-            limiter_before = rate_limiter_stats(stack)
+            checks_before = governance_checks(stack)
             governed = wrk(governed_url, concurrency, args.seconds, stack.admin_key)
-            limiter = rate_limiter_stats(stack)
-            # Every governed call must have been counted by the edge rate limiter:
-            # a call the limiter let through unchecked (it did not answer in time)
-            # is a governance gap, reported beside the throughput it bought.
-            governed["rate_limiter"] = {k: v - limiter_before.get(k, 0) for k, v in limiter.items()}
+            # Every governed call must have been counted against the rate limits:
+            # a call let through unchecked (the ledger did not answer in time) is
+            # a governance gap, reported beside the throughput it bought.
+            governed["governance_checks"] = checks_since(checks_before, governance_checks(stack))
             row = {
                 "concurrency": concurrency,
                 "direct": direct,
@@ -155,13 +189,13 @@ def main() -> int:
             }
             results["s1_unary_chat"].append(row)
             print(json.dumps(row))
-        limiter_before = rate_limiter_stats(stack)
+        checks_before = governance_checks(stack)
         results["s2_streaming"] = streaming.compare(
             f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
             stack.admin_key, streams=args.streams, lockgate_pids=lockgate_pids(stack),
         )
-        results["s2_streaming"]["governed"]["rate_limiter"] = {
-            k: v - limiter_before.get(k, 0) for k, v in rate_limiter_stats(stack).items()}
+        results["s2_streaming"]["governed"]["governance_checks"] = checks_since(
+            checks_before, governance_checks(stack))
         print(json.dumps(results["s2_streaming"]))
     results["s3_ledger_ingest"] = asyncio.run(ledger_ingest.run(seconds=args.ingest_seconds))
     print(json.dumps(results["s3_ledger_ingest"]))

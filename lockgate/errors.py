@@ -11,6 +11,7 @@
     ├── AlreadyExists                   409 ALREADY_EXISTS      invalid_request_error
     ├── Conflict                        409 ABORTED             invalid_request_error (stale etag)
     ├── RateLimited                     429 RESOURCE_EXHAUSTED  rate_limit_error
+    │   └── RequestRateLimited          429 RESOURCE_EXHAUSTED  requests (OpenAI's type for RPM)
     ├── UpstreamError                   502 UNAVAILABLE         api_error   (provider failed)
     │   ├── UpstreamUnavailable         503 UNAVAILABLE         api_error   (provider unreachable)
     │   └── UpstreamTimeout             504 DEADLINE_EXCEEDED   api_error
@@ -111,6 +112,11 @@ class RateLimited(LockgateError):
     default_code = "rate_limit_exceeded"
 
 
+class RequestRateLimited(RateLimited):
+    """A requests-per-minute limit blocks the call (OpenAI reports these with type
+    "requests", which clients may tell apart from token limits)."""
+
+
 class UpstreamError(LockgateError):
     """The provider answered with an error."""
 
@@ -157,6 +163,7 @@ _STATUS_TABLE: dict[type[LockgateError], Status] = {
     AlreadyExists: Status(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request_error"),
     Conflict: Status(409, grpc.StatusCode.ABORTED, "invalid_request_error"),
     RateLimited: Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_error"),
+    RequestRateLimited: Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "requests"),
     UpstreamError: Status(502, grpc.StatusCode.UNAVAILABLE, "api_error"),
     UpstreamUnavailable: Status(503, grpc.StatusCode.UNAVAILABLE, "api_error"),
     UpstreamTimeout: Status(504, grpc.StatusCode.DEADLINE_EXCEEDED, "api_error"),

@@ -1,10 +1,16 @@
-"""Admission: may a call go to a provider, given its budgets and token limits?
+"""Admission: may a call go to a provider, given its budgets and rate limits?
 
 The router asks (LedgerService/Admit) before calling a provider, with the
 call's scopes, its most possible cost and its expected tokens:
 
-1. token rate limits are checked first (no side effect);
-2. then the cost is reserved on every budget that applies, all or nothing.
+1. when the call asks for it (`count_requests`: calls that came in on the
+   router's HTTP listener, which Envoy's rate limiter does not see), the
+   request is counted against its requests-per-minute limits, as the edge
+   would have (services/ledger/edge_ratelimit.py);
+2. token rate limits are checked (no side effect);
+3. then the cost is reserved on every budget that applies, all or nothing.
+
+A response-cache hit (`cache_hit`) calls no provider: only step 1 runs.
 
 When nothing applies, the answer says for how long the router may skip asking
 for the same scopes (`unrestricted_ttl_ms`): most callers have no budget, and
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 
 from lockgate.errors import InvalidRequest
 from services.ledger.budgets import BudgetBook
-from services.ledger.limits import RateLimitService
+from services.ledger.limits import RateLimitService, RequestVerdict
 from services.ledger.scopes import CallScopes
 
 #: How long "nothing applies" may be cached by the router.
@@ -37,6 +43,12 @@ class Admission:
     token_remaining: int = 0
     token_reset_ms: int = 0
     unrestricted_ttl_ms: int = 0
+    request_limit: int = 0
+    request_remaining: int = 0
+    request_reset_ms: int = 0
+
+
+_NOT_COUNTED = RequestVerdict(allowed=True)
 
 
 class Gate:
@@ -45,17 +57,30 @@ class Gate:
         self.limits = limits
 
     async def admit(self, request_id: str, scopes: CallScopes, *, max_cost_micro_usd: int,
-                    estimated_tokens: int, ttl_seconds: int) -> Admission:
+                    estimated_tokens: int, ttl_seconds: int, count_requests: int = 0,
+                    cache_hit: bool = False) -> Admission:
         if not request_id:
             raise InvalidRequest("request_id is required", param="request_id")
         if not scopes.tenant_id:
             raise InvalidRequest("tenant_id is required", param="tenant_id")
-        if max_cost_micro_usd < 0 or estimated_tokens < 0:
-            raise InvalidRequest("cost and token estimates cannot be negative")
+        if max_cost_micro_usd < 0 or estimated_tokens < 0 or count_requests < 0:
+            raise InvalidRequest("cost, token and request counts cannot be negative")
         budgets = self.budgets.applicable(scopes)
         token_limited = self.limits is not None and self.limits.has_token_limits(scopes)
-        if not budgets and not token_limited:
+        request_limited = (count_requests > 0 and self.limits is not None
+                           and self.limits.has_request_limits(scopes))
+        if not budgets and not token_limited and not request_limited:
             return Admission(admitted=True, unrestricted_ttl_ms=UNRESTRICTED_TTL_MS)
+        requests = _NOT_COUNTED
+        if request_limited:
+            requests = await self.limits.acquire_requests(scopes, count_requests)
+            if not requests.allowed:
+                return Admission(
+                    admitted=False, code="request_rate_limited", message=requests.message,
+                    retry_after_seconds=requests.retry_after_seconds, **_request_fields(requests),
+                )
+        if cache_hit:
+            return Admission(admitted=True, **_request_fields(requests))
         tokens = None
         if token_limited:
             tokens = await self.limits.check_tokens(scopes, estimated_tokens)
@@ -64,6 +89,7 @@ class Gate:
                     admitted=False, code="token_rate_limited", message=tokens.message,
                     retry_after_seconds=tokens.retry_after_seconds, token_limit=tokens.limit,
                     token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms,
+                    **_request_fields(requests),
                 )
         if budgets:
             ttl = min(MAX_TTL_SECONDS, max(MIN_TTL_SECONDS, ttl_seconds or DEFAULT_TTL_SECONDS))
@@ -72,8 +98,16 @@ class Gate:
                 return Admission(
                     admitted=False, code="budget_exceeded", message=refusal.message,
                     retry_after_seconds=refusal.retry_after_seconds or 0,
+                    **_request_fields(requests),
                 )
         if tokens is None:
-            return Admission(admitted=True)
+            return Admission(admitted=True, **_request_fields(requests))
         return Admission(admitted=True, token_limit=tokens.limit,
-                         token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms)
+                         token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms,
+                         **_request_fields(requests))
+
+
+def _request_fields(verdict: RequestVerdict) -> dict[str, int]:
+    """The request limit an answer reports (for the x-ratelimit-*-requests headers)."""
+    return {"request_limit": verdict.limit, "request_remaining": verdict.remaining,
+            "request_reset_ms": verdict.reset_ms}

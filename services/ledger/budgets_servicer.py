@@ -65,11 +65,13 @@ async def admit(gate: Gate, request: pb.AdmitRequest) -> pb.AdmitResponse:
     result = await gate.admit(
         request.request_id, scopes, max_cost_micro_usd=request.max_cost_micro_usd,
         estimated_tokens=request.estimated_tokens,
-        ttl_seconds=request.reservation_ttl_seconds,
+        ttl_seconds=request.reservation_ttl_seconds, count_requests=request.count_requests,
+        cache_hit=request.cache_hit,
     )
     return pb.AdmitResponse(
         admitted=result.admitted, code=result.code, message=result.message,
         retry_after_seconds=result.retry_after_seconds, token_limit=result.token_limit,
         token_remaining=result.token_remaining, token_reset_ms=result.token_reset_ms,
-        unrestricted_ttl_ms=result.unrestricted_ttl_ms,
+        unrestricted_ttl_ms=result.unrestricted_ttl_ms, request_limit=result.request_limit,
+        request_remaining=result.request_remaining, request_reset_ms=result.request_reset_ms,
     )

@@ -1,5 +1,8 @@
 """Envoy's global rate limit service (envoy.service.ratelimit.v3.RateLimitService)
-in the ledger: the requests-per-minute limits, enforced at the edge.
+in the ledger: the requests-per-minute limits, enforced at the edge for the
+router's gRPC and transcoded REST calls. (The three hot REST calls Envoy routes
+to the router's HTTP listener skip this hop: the router's admission counts them,
+services/ledger/admission.py, against the same limits and counters.)
 
 Envoy's `envoy.filters.http.ratelimit` filter runs after ext_authz, so only
 requests auth allowed reach it, with the identity headers auth set. The route
@@ -9,8 +12,7 @@ to the router turns those headers into one descriptor (envoy/envoy.yaml.tmpl):
     team    x-lockgate-team-id       optional (skip_if_absent)
     key     x-lockgate-key-id        optional
     alias   x-lockgate-model         optional: the model alias the body names
-    path    x-envoy-original-path    optional: set by the transcoder on REST calls;
-            or :path                 on the REST calls routed untranscoded
+    path    x-envoy-original-path    optional: set by the transcoder on REST calls
                                      (shapes the error body; not a limit scope)
 
 The answer carries the x-ratelimit-*-requests headers of the tightest limit that
@@ -39,7 +41,7 @@ DESCRIPTOR_HEADERS = {
     "team": "x-lockgate-team-id",
     "key": "x-lockgate-key-id",
     "alias": "x-lockgate-model",
-    "path": "x-envoy-original-path",  # or :path, see above
+    "path": "x-envoy-original-path",
 }
 #: Paths whose clients read Anthropic's error shape.
 _ANTHROPIC_PATHS = ("/v1/messages",)

@@ -3,8 +3,11 @@
 - Admin use cases: SetRateLimit (upsert by tenant, scope and scope id),
   ListRateLimits, DeleteRateLimit; tenant-scoped, team admins only for their
   own team.
-- Requests are limited at the edge: Envoy asks the ledger's rate limit service
-  (services/ledger/edge_ratelimit.py), which calls `acquire_requests`.
+- Requests are counted by `acquire_requests`, asked either at the edge (Envoy's
+  rate limit filter asks the ledger's rate limit service,
+  services/ledger/edge_ratelimit.py: gRPC and transcoded REST calls) or by
+  admission (the router's HTTP listener, which Envoy's limiter does not see:
+  services/ledger/admission.py). Each call is counted once, by one of them.
 - Tokens are limited by admission (the router asks before a provider call):
   `check_tokens` compares the tokens already used in the window plus the call's
   estimate with each limit, without counting; the ledger counts the real tokens
@@ -160,7 +163,7 @@ class LimitIndex:
 
 @dataclass(frozen=True, slots=True)
 class RequestVerdict:
-    """The edge's answer for one request (limit 0: no request limit applies)."""
+    """The answer for one request (limit 0: no request limit applies)."""
 
     allowed: bool
     limit: int = 0
@@ -262,7 +265,7 @@ class RateLimitService:
             return  # a local Set/Delete landed meanwhile: the next reload has it
         self.index.replace_all(LimitRule.of(row) for row in rows)
 
-    # -- requests (the edge) ---------------------------------------------------------
+    # -- requests (the edge, or admission) --------------------------------------------
 
     async def acquire_requests(self, scopes: CallScopes, hits: int = 1) -> RequestVerdict:
         """Count `hits` requests against every request limit of the call, all or
@@ -303,6 +306,10 @@ class RateLimitService:
                               retry_after_seconds=retry, message=message)
 
     # -- tokens (admission) ----------------------------------------------------------
+
+    def has_request_limits(self, scopes: CallScopes) -> bool:
+        """Whether any request limit applies to the call (in memory, no I/O)."""
+        return any(r.requests_per_minute > 0 for r in self.index.applying(scopes))
 
     def has_token_limits(self, scopes: CallScopes) -> bool:
         """Whether any token limit applies to the call (in memory, no I/O)."""

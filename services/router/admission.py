@@ -1,7 +1,13 @@
-"""Asks the ledger whether a call may go to a provider (budgets, token limits).
+"""Asks the ledger whether a call may go to a provider (budgets, rate limits).
 
 Before the first provider attempt, the router sends LedgerService/Admit the
 call's scopes, the most it can cost and the tokens it is expected to use:
+
+- the request itself, on calls that came in on the router's HTTP listener
+  (`Call.counts_requests`): Envoy's rate limiter does not see those, so
+  admission counts them against requests-per-minute limits instead. Calls
+  answered from the response cache are counted too (`count_cache_hit`), and
+  nothing else is asked for them;
 
 - most possible cost: the prompt's tokens (counted with the shipped
   tokenizer) at the input price, plus `max_completion_tokens` / `max_tokens`
@@ -33,7 +39,7 @@ from google.protobuf.message import DecodeError
 
 from lockgate import ledger_admit_http as admit_http
 from lockgate import rate_headers
-from lockgate.errors import RateLimited, ServiceUnavailable
+from lockgate.errors import RateLimited, RequestRateLimited, ServiceUnavailable
 from lockgate.lean_http import HttpCallFailed, LeanHttpClient
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
@@ -54,6 +60,8 @@ ADMISSIONS = Counter(
 _RESERVATION_SLACK_SECONDS = 60
 #: While the ledger is away, say so at most this often.
 _WARN_EVERY_SECONDS = 60
+#: Admit's refusal codes -> the error the caller gets (and its OpenAI code).
+_REFUSALS = {"request_rate_limited": (RequestRateLimited, "rate_limit_exceeded")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,24 +147,56 @@ class AdmissionClient:
 
     async def admit(self, call, plan: list[Deployment], body: dict) -> list[tuple[str, str]]:
         """Admit the call or raise RateLimited (429) / ServiceUnavailable (503);
-        returns the x-ratelimit-*-tokens headers to send (none without a token limit)."""
-        caller = call.caller
-        scopes = (caller.tenant_id, caller.team_id, caller.key_id, caller.subscription_id,
-                  call.alias)
-        until = self._unrestricted.get(scopes)
-        if until is not None and until > time.monotonic():
-            ADMISSIONS.labels("skipped").inc()
+        returns the x-ratelimit-* headers to send (none without a limit)."""
+        scopes = self._scopes(call)
+        if self._skips(scopes):
             return []
         est = estimate(body, call.kind, self.default_max_output_tokens)
         remaining = (call.deadline - time.monotonic()) if call.deadline is not None else None
         ttl = int((remaining if remaining is not None else 600) + _RESERVATION_SLACK_SECONDS)
-        request = ledger_pb.AdmitRequest(
-            request_id=call.request_id, tenant_id=caller.tenant_id, team_id=caller.team_id,
-            key_id=caller.key_id, subscription_id=caller.subscription_id, alias=call.alias,
-            max_cost_micro_usd=max_cost(plan, est),
+        request = self._request(
+            call, max_cost_micro_usd=max_cost(plan, est),
             estimated_tokens=est.input_tokens + est.requested_output_tokens,
             reservation_ttl_seconds=ttl,
         )
+        return await self._ask(scopes, request)
+
+    async def count_cache_hit(self, call) -> list[tuple[str, str]]:
+        """Count a response-cache hit against request limits (when this transport
+        has no edge limiter); it reserves nothing. Raises RateLimited over a limit."""
+        if not call.counts_requests:
+            return []
+        scopes = self._scopes(call)
+        if self._skips(scopes):
+            return []
+        return await self._ask(scopes, self._request(call, cache_hit=True))
+
+    @staticmethod
+    def _scopes(call) -> tuple:
+        caller = call.caller
+        # Whether the call counts requests is part of the key: "nothing applies"
+        # to a call the edge counted says nothing of request limits.
+        return (caller.tenant_id, caller.team_id, caller.key_id, caller.subscription_id,
+                call.alias, call.counts_requests)
+
+    def _skips(self, scopes: tuple) -> bool:
+        until = self._unrestricted.get(scopes)
+        if until is not None and until > time.monotonic():
+            ADMISSIONS.labels("skipped").inc()
+            return True
+        return False
+
+    @staticmethod
+    def _request(call, **fields) -> ledger_pb.AdmitRequest:
+        caller = call.caller
+        return ledger_pb.AdmitRequest(
+            request_id=call.request_id, tenant_id=caller.tenant_id, team_id=caller.team_id,
+            key_id=caller.key_id, subscription_id=caller.subscription_id, alias=call.alias,
+            count_requests=1 if call.counts_requests else 0, **fields,
+        )
+
+    async def _ask(self, scopes: tuple, request: ledger_pb.AdmitRequest
+                   ) -> list[tuple[str, str]]:
         try:
             reply = await self.ask(request, self.timeout_seconds)
         except AdmissionUnavailable as exc:
@@ -173,15 +213,27 @@ class AdmissionClient:
             return []
         if reply.unrestricted_ttl_ms > 0:
             self._unrestricted.put(scopes, time.monotonic() + reply.unrestricted_ttl_ms / 1000)
-        headers = (list(rate_headers.headers("tokens", reply.token_limit, reply.token_remaining,
-                                             reply.token_reset_ms).items())
-                   if reply.token_limit > 0 else [])
+        headers = _limit_headers(reply)
         if not reply.admitted:
             ADMISSIONS.labels("refused").inc()
-            error = RateLimited(reply.message, code=reply.code)
+            kind, code = _REFUSALS.get(reply.code, (RateLimited, reply.code))
+            error = kind(reply.message, code=code)
             if reply.retry_after_seconds > 0:
                 error.retry_after = reply.retry_after_seconds
             error.headers = tuple(headers)
             raise error
         ADMISSIONS.labels("admitted").inc()
         return headers
+
+
+def _limit_headers(reply: ledger_pb.AdmitResponse) -> list[tuple[str, str]]:
+    """The x-ratelimit-*-requests and -tokens headers of the limits that apply."""
+    headers: list[tuple[str, str]] = []
+    if reply.request_limit > 0:
+        headers.extend(rate_headers.headers("requests", reply.request_limit,
+                                            reply.request_remaining,
+                                            reply.request_reset_ms).items())
+    if reply.token_limit > 0:
+        headers.extend(rate_headers.headers("tokens", reply.token_limit, reply.token_remaining,
+                                            reply.token_reset_ms).items())
+    return headers

@@ -67,6 +67,9 @@ class Incoming:
     request_id: str | None = None
     #: time.monotonic() by which the caller stops waiting (None: no deadline).
     deadline: float | None = None
+    #: No edge rate limiter counted the request (the HTTP listener's routes):
+    #: admission counts it against requests-per-minute limits.
+    counts_requests: bool = False
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -94,12 +97,13 @@ def new_call(incoming: Incoming, alias: str, kind: str = "chat") -> Call:
         request_id=incoming.request_id or str(uuid.uuid4()),
         caller=identity_from_metadata(incoming.headers), alias=alias, kind=kind,
         deadline=incoming.deadline, cache_control=incoming.header("cache-control"),
+        counts_requests=incoming.counts_requests,
     )
 
 
 def _call_headers(call: Call) -> list[tuple[str, str]]:
     """`x-lockgate-cache: hit|miss|bypass` on aliases that cache, and the
-    x-ratelimit-*-tokens headers under a token limit."""
+    x-ratelimit-* headers under a request or token limit."""
     headers = list(call.response_headers)
     if call.cache_status:
         headers.append((CACHE_STATUS_HEADER, call.cache_status))

@@ -1,9 +1,11 @@
 """The provider-compatible endpoints over plain HTTP/1.1, as Envoy forwards them.
 
 Envoy routes the three hot REST calls — POST /v1/chat/completions,
-/v1/messages and /v1/embeddings — to this listener untranscoded (after its
-access check and rate limiter): no gRPC hop, no transcoding, no status header
-for a Lua filter to move (envoy/envoy.yaml.tmpl). The answers are the same
+/v1/messages and /v1/embeddings — to this listener untranscoded, after its
+access check: no gRPC hop, no transcoding, no status header for a Lua filter
+to move (envoy/envoy.yaml.tmpl). Envoy's rate limiter does not run on these
+routes: admission counts their requests against requests-per-minute limits
+(`Incoming.counts_requests`), in the ledger call it makes anyway. The answers are the same
 bytes the gRPC HttpBody methods give (services/router/edge.py serves both):
 JSON with a content-length, or SSE with chunked transfer encoding, written as
 the provider streams it.
@@ -73,7 +75,8 @@ def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int) -> LeanHt
         if endpoint is None or request.method != _POST:
             return _not_found(request)
         incoming = Incoming(headers=tuple(request.headers.items()),
-                            request_id=request.headers.get("x-request-id"))
+                            request_id=request.headers.get("x-request-id"),
+                            counts_requests=True)
         return encode(await endpoint(request.body, incoming))
 
     methods = {path: method.rsplit("/", 1)[1] for (_, path), method in DIRECT_REST.items()}

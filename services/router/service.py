@@ -110,8 +110,11 @@ class Call:
     cache_control: str | None = None
     #: "" (the alias does not cache), "hit", "miss" or "bypass".
     cache_status: str = ""
-    #: Headers for the caller decided before the provider call (x-ratelimit-*-tokens).
+    #: Headers for the caller decided before the provider call (x-ratelimit-*).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Admission counts the call against requests-per-minute limits: it came in
+    #: on the router's HTTP listener, which Envoy's rate limiter does not see.
+    counts_requests: bool = False
     #: What the call sent and got back, when its API opted in to body logging.
     bodies: BodyCapture | None = None
 
@@ -254,7 +257,8 @@ class Router:
             self.meter(call)
 
     async def _admit(self, call: Call, plan: list[Deployment], body: dict) -> None:
-        """Budgets and token limits, before any provider is called (a cache hit is free)."""
+        """Request, token and budget limits, before any provider is called (a cache
+        hit is only counted as a request: `_prepare`)."""
         if self.admission is not None and plan:
             call.response_headers = await self.admission.admit(call, plan, body)
 
@@ -263,7 +267,8 @@ class Router:
     ) -> tuple[AliasConfig, list[Deployment], str | None, dict | None]:
         """The alias config, the plan (routing policy applied: it authorizes
         cache hits too), the response cache key (None: not cached) and the
-        cached answer on a hit. Sets call.cache_status."""
+        cached answer on a hit, counted against request limits. Sets
+        call.cache_status."""
         table = self.tables.current
         cfg = table.alias(call.alias, call.kind)
         plan = await self.plan(call, table, cfg, body)
@@ -278,7 +283,11 @@ class Router:
             return cfg, plan, key, None
         cached = await self.cache.get(key)
         call.cache_status = "miss" if cached is None else "hit"
-        return cfg, plan, key, orjson.loads(cached) if cached is not None else None
+        if cached is None:
+            return cfg, plan, key, None
+        if self.admission is not None:  # free, but still a request
+            call.response_headers = await self.admission.count_cache_hit(call)
+        return cfg, plan, key, orjson.loads(cached)
 
     async def stream(self, call: Call, body: dict) -> AsyncIterator[dict]:
         """Chunks of a streamed completion; failover only before the first chunk.

@@ -272,6 +272,61 @@ async def test_should_rate_limit_lets_through_what_it_does_not_limit(ledger):
         rls.RateLimitResponse.OVER_LIMIT)
 
 
+# -- requests counted by admission (the router's HTTP listener) ------------------------
+
+
+def admit(request_id: str, count: int = 1, key: str = "key_1", **fields) -> pb.AdmitRequest:
+    return pb.AdmitRequest(request_id=request_id, tenant_id="ten_a", key_id=key, alias="demo",
+                           count_requests=count, **fields)
+
+
+async def test_admit_counts_requests_against_the_same_limits_as_the_edge(ledger):
+    await set_limit(ledger, "key", "key_1", rpm=3)
+    await set_limit(ledger, "tenant", rpm=100)
+    await fresh_window()
+    first = await ledger.api.Admit(admit("r1"))
+    assert first.admitted and not first.unrestricted_ttl_ms  # a limit applies: ask every call
+    assert (first.request_limit, first.request_remaining) == (3, 2)  # the tightest
+    assert 0 < first.request_reset_ms <= WINDOW_MS
+    # The edge limiter counts in the same counters: one of each makes three.
+    await ledger.rls.ShouldRateLimit(edge_request(tenant="ten_a", key="key_1", alias="demo"))
+    cached = await ledger.api.Admit(admit("r2", cache_hit=True))  # a cache hit still counts
+    assert cached.admitted and cached.request_remaining == 0
+
+    over = await ledger.api.Admit(admit("r3"))
+    assert not over.admitted and over.code == "request_rate_limited"
+    assert "key key_1" in over.message and "limit 3" in over.message
+    assert 1 <= over.retry_after_seconds <= 60
+    assert (over.request_limit, over.request_remaining) == (3, 0)
+    # The refused request counted nowhere: the tenant's limit has 3 of 100 used.
+    other = await ledger.api.Admit(admit("r4", key="key_2"))
+    assert (other.request_limit, other.request_remaining) == (100, 96)
+
+
+async def test_admit_counts_nothing_unless_asked(ledger):
+    await set_limit(ledger, "key", "key_1", rpm=1)
+    await fresh_window()
+    for i in range(3):  # calls the edge counted (gRPC): only budgets and token limits
+        reply = await ledger.api.Admit(admit(f"e{i}", count=0))
+        assert reply.admitted and reply.unrestricted_ttl_ms > 0 and not reply.request_limit
+    assert (await ledger.api.Admit(admit("h1"))).admitted
+    assert not (await ledger.api.Admit(admit("h2"))).admitted
+    await refused(ledger.api.Admit(admit("bad", count=-1)), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_a_counted_cache_hit_reserves_nothing(ledger):
+    await ledger.api.SetBudget(pb.SetBudgetRequest(
+        scope="key", scope_id="key_1", amount_micro_usd=1_000, period="day", hard=True),
+        metadata=ADMIN_A)
+    # Far over the budget, but a cache hit calls no provider: admitted, held nowhere.
+    reply = await ledger.api.Admit(admit("c1", cache_hit=True, max_cost_micro_usd=10**9))
+    assert reply.admitted
+    (budget,) = (await ledger.api.ListBudgets(pb.ListBudgetsRequest(),
+                                              metadata=ADMIN_A)).budgets
+    assert budget.reserved_micro_usd == 0
+    assert not (await ledger.api.Admit(admit("c2", max_cost_micro_usd=10**9))).admitted
+
+
 # -- tokens: counted from recorded usage ---------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """The router's provider-compatible endpoints over HTTP/1.1 (real router,
 ledger and simulator; raw HTTP on a socket, as Envoy forwards the calls): the
-same answers as the gRPC HttpBody methods, streams chunked as they come, and a
-client that hangs up mid-stream still gets its delivered tokens metered."""
+same answers as the gRPC HttpBody methods, streams chunked as they come,
+requests counted against request limits by admission (no edge limiter in
+front of this listener), and a client that hangs up mid-stream still gets its
+delivered tokens metered."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.sim.config import SimConfig
 from tests.integration.http_wire import exchange, request
 from tests.integration.router_harness import running_router, simulators
+from tests.integration.test_rate_limits import fresh_window
 
 GATEWAY = """
 providers:
@@ -26,9 +29,11 @@ deployments:
   embed: {{provider: sim, model: sim-embed}}
 models:
   demo: {{deployments: [small]}}
+  cached: {{deployments: [small], cache: {{ttl_seconds: 60}}}}
   demo-embed: {{kind: embeddings, deployments: [embed]}}
 """
 IDENTITY = {TENANT_ID: "ten_h", KEY_ID: "key_h"}
+ADMIN = ((TENANT_ID, "ten_h"), (KEY_ID, "key_admin"), ("x-lockgate-roles", "tenant_admin"))
 CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -113,11 +118,56 @@ async def test_other_paths_and_methods_are_404(rut):
 async def test_a_budget_refusal_carries_retry_after(rut):
     await rut.ledger.SetBudget(ledger_pb.SetBudgetRequest(
         scope="key", scope_id="key_h", amount_micro_usd=1, period="day", hard=True),
-        metadata=((TENANT_ID, "ten_h"), (KEY_ID, "key_admin"), ("x-lockgate-roles", "tenant_admin")))
+        metadata=ADMIN)
     [reply] = await exchange(rut.app.http_edge.port, post("/v1/chat/completions", CHAT))
     assert reply.status == 429
     assert orjson.loads(reply.body)["error"]["code"] == "budget_exceeded"
     assert int(reply.headers["retry-after"]) > 0
+
+
+async def grpc_chat(rut, body: dict) -> int:
+    call = rut.router.OpenAIChatCompletions(pb.OpenAIChatCompletionsRequest(
+        http_body=httpbody_pb2.HttpBody(content_type="application/json",
+                                        data=orjson.dumps(body))),
+        metadata=tuple(IDENTITY.items()))
+    [part async for part in call]
+    return int(dict(await call.initial_metadata()).get("x-lockgate-http-status", "200"))
+
+
+async def test_admission_counts_requests_against_request_limits(rut):
+    await rut.ledger.SetRateLimit(ledger_pb.SetRateLimitRequest(
+        scope="key", scope_id="key_h", requests_per_minute=3), metadata=ADMIN)
+    await fresh_window()
+    port = rut.app.http_edge.port
+    cached = {**CHAT, "model": "cached"}
+    replies = await exchange(port, post("/v1/chat/completions", CHAT),
+                             post("/v1/chat/completions", cached),
+                             post("/v1/chat/completions", cached))  # a cache hit counts too
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert replies[2].headers["x-lockgate-cache"] == "hit"
+    assert [r.headers["x-ratelimit-limit-requests"] for r in replies] == ["3"] * 3
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in replies] == ["2", "1", "0"]
+    assert replies[0].headers["x-ratelimit-reset-requests"].endswith("s")
+
+    stream = {**CHAT, "stream": True}
+    message = {"model": "demo", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    over, streamed, anthropic, hit = await exchange(
+        port, post("/v1/chat/completions", CHAT), post("/v1/chat/completions", stream),
+        post("/v1/messages", message), post("/v1/chat/completions", cached))
+    for reply in (over, streamed, anthropic, hit):  # refused before any answer starts
+        assert reply.status == 429, reply.body
+        assert reply.headers["content-type"] == "application/json"
+        assert 1 <= int(reply.headers["retry-after"]) <= 60
+        assert reply.headers["x-ratelimit-remaining-requests"] == "0"
+    error = orjson.loads(over.body)["error"]  # as Envoy's edge limiter words it
+    assert (error["type"], error["code"], error["param"]) == ("requests", "rate_limit_exceeded",
+                                                             None)
+    assert error["message"].startswith("Rate limit reached for key key_h on requests per minute")
+    assert orjson.loads(streamed.body)["error"]["type"] == "requests"
+    assert orjson.loads(anthropic.body)["error"]["type"] == "rate_limit_error"
+
+    # Over gRPC the edge limiter counts (Envoy's route): admission does not count again.
+    assert await grpc_chat(rut, CHAT) == 200
 
 
 async def test_a_client_that_hangs_up_mid_stream_is_metered_and_the_server_goes_on(tmp_path):

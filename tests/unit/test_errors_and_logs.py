@@ -27,6 +27,7 @@ from lockgate.logs import JsonFormatter, redact, request_id_var
         (errors.FailedPrecondition("x"), 400, grpc.StatusCode.FAILED_PRECONDITION,
          "invalid_request_error"),
         (errors.RateLimited("x"), 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_error"),
+        (errors.RequestRateLimited("x"), 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "requests"),
         (errors.UpstreamError("x"), 502, grpc.StatusCode.UNAVAILABLE, "api_error"),
         (errors.UpstreamUnavailable("x"), 503, grpc.StatusCode.UNAVAILABLE, "api_error"),
         (errors.UpstreamTimeout("x"), 504, grpc.StatusCode.DEADLINE_EXCEEDED, "api_error"),

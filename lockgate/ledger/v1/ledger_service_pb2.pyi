@@ -389,7 +389,7 @@ class DeleteRateLimitResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "team_id", "key_id", "subscription_id", "alias", "max_cost_micro_usd", "estimated_tokens", "reservation_ttl_seconds")
+    __slots__ = ("request_id", "tenant_id", "team_id", "key_id", "subscription_id", "alias", "max_cost_micro_usd", "estimated_tokens", "reservation_ttl_seconds", "count_requests", "cache_hit")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -399,6 +399,8 @@ class AdmitRequest(_message.Message):
     MAX_COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     team_id: str
@@ -408,10 +410,12 @@ class AdmitRequest(_message.Message):
     max_cost_micro_usd: int
     estimated_tokens: int
     reservation_ttl_seconds: int
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., team_id: _Optional[str] = ..., key_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., alias: _Optional[str] = ..., max_cost_micro_usd: _Optional[int] = ..., estimated_tokens: _Optional[int] = ..., reservation_ttl_seconds: _Optional[int] = ...) -> None: ...
+    count_requests: int
+    cache_hit: bool
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., team_id: _Optional[str] = ..., key_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., alias: _Optional[str] = ..., max_cost_micro_usd: _Optional[int] = ..., estimated_tokens: _Optional[int] = ..., reservation_ttl_seconds: _Optional[int] = ..., count_requests: _Optional[int] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
-    __slots__ = ("admitted", "code", "message", "retry_after_seconds", "token_limit", "token_remaining", "token_reset_ms", "unrestricted_ttl_ms")
+    __slots__ = ("admitted", "code", "message", "retry_after_seconds", "token_limit", "token_remaining", "token_reset_ms", "unrestricted_ttl_ms", "request_limit", "request_remaining", "request_reset_ms")
     ADMITTED_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -420,6 +424,9 @@ class AdmitResponse(_message.Message):
     TOKEN_REMAINING_FIELD_NUMBER: _ClassVar[int]
     TOKEN_RESET_MS_FIELD_NUMBER: _ClassVar[int]
     UNRESTRICTED_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_RESET_MS_FIELD_NUMBER: _ClassVar[int]
     admitted: bool
     code: str
     message: str
@@ -428,7 +435,10 @@ class AdmitResponse(_message.Message):
     token_remaining: int
     token_reset_ms: int
     unrestricted_ttl_ms: int
-    def __init__(self, admitted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., token_limit: _Optional[int] = ..., token_remaining: _Optional[int] = ..., token_reset_ms: _Optional[int] = ..., unrestricted_ttl_ms: _Optional[int] = ...) -> None: ...
+    request_limit: int
+    request_remaining: int
+    request_reset_ms: int
+    def __init__(self, admitted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., token_limit: _Optional[int] = ..., token_remaining: _Optional[int] = ..., token_reset_ms: _Optional[int] = ..., unrestricted_ttl_ms: _Optional[int] = ..., request_limit: _Optional[int] = ..., request_remaining: _Optional[int] = ..., request_reset_ms: _Optional[int] = ...) -> None: ...
 
 class CallRecord(_message.Message):
     __slots__ = ("request_id", "start_time", "http_method", "path", "response_code", "response_flags", "duration_ms", "request_bytes", "response_bytes", "upstream_cluster", "upstream_host", "tenant_id", "key_id", "usage", "request_body", "response_body")
