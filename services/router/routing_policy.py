@@ -36,7 +36,10 @@ class RoutingPolicy:
         decision_log: DecisionLog | None = None,
     ):
         self.engine = engine
-        self._cache: BoundedLRU[tuple, RoutingDecision] = BoundedLRU(max_entries)
+        #: key -> the decision, with the policy input and result it logs (a hit
+        #: logs them as they are instead of building them again per call).
+        self._cache: BoundedLRU[tuple, tuple[RoutingDecision, dict, dict]] = BoundedLRU(
+            max_entries)
         #: Every decision, cached or not, in OPA's decision-log format.
         self.decision_log = decision_log
 
@@ -48,18 +51,19 @@ class RoutingPolicy:
             revision, generation, caller.tenant_id, caller.tenant_name,
             caller.key_id, caller.roles, caller.models, alias,
         )
-        decision = self._cache.get(key)
-        if decision is None or self.decision_log is not None:
+        cached = self._cache.get(key)
+        if cached is None:
             policy_input = _input(caller, alias, kind, deployments)
-            if decision is None:
-                decision = await self._evaluate(policy_input, deployments)
-                self._cache.put(key, decision)
-            if self.decision_log is not None:
-                self.decision_log.record(ROUTING_DECISION, policy_input, {
-                    "alias_allowed": decision.alias_allowed,
-                    "deployments": list(decision.deployments),
-                    "reason": decision.reason,
-                }, revision)
+            decision = await self._evaluate(policy_input, deployments)
+            cached = (decision, policy_input, {
+                "alias_allowed": decision.alias_allowed,
+                "deployments": list(decision.deployments),
+                "reason": decision.reason,
+            })
+            self._cache.put(key, cached)
+        decision, policy_input, result = cached
+        if self.decision_log is not None:
+            self.decision_log.record(ROUTING_DECISION, policy_input, result, revision)
         return decision
 
     async def allowed(
