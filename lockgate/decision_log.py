@@ -24,9 +24,9 @@ import copy
 import logging
 import os
 import queue
+import random
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,8 @@ class DecisionLog:
 
     def record(self, path: str, input: Any, result: Any, revision: str) -> str:
         """Queue one decision; returns its decision id."""
-        decision_id = uuid.uuid4().hex
+        # Unique, not secret: a PRNG draw, not uuid4's urandom system call per decision.
+        decision_id = f"{random.getrandbits(128):032x}"
         entry = {
             "decision_id": decision_id,
             "path": path,

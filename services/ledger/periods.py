@@ -15,7 +15,7 @@ new day, which is the period start we want.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,11 +30,12 @@ class Period:
 
     start: datetime | None
     end: datetime | None
+    #: Names the period in counters: its UTC start, or "total".
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Names the period in counters: its UTC start, or "total"."""
-        return "total" if self.start is None else self.start.strftime("%Y%m%dT%H%M%SZ")
+    def __post_init__(self) -> None:
+        key = "total" if self.start is None else self.start.strftime("%Y%m%dT%H%M%SZ")
+        object.__setattr__(self, "key", key)
 
     def contains(self, at: datetime) -> bool:
         return self.start is None or self.start <= at < self.end  # type: ignore[operator]
@@ -77,14 +78,26 @@ def _next_first_day(period: str, first: date) -> date:
     return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
+_TOTAL = Period(None, None)
+#: (period, time zone) -> its latest period: every budget check asks for the
+#: current one, so it is computed once per period, not once per call. Bounded by
+#: the periods times the time zones that exist.
+_latest: dict[tuple[str, str], Period] = {}
+
+
 def period_at(period: str, tz_name: str, at: datetime) -> Period:
     """The period of kind `period`, in time zone `tz_name`, that contains `at`."""
     if period == "total":
-        return Period(None, None)
+        return _TOTAL
+    latest = _latest.get((period, tz_name))
+    if latest is not None and at.tzinfo is not None and latest.contains(at):
+        return latest
     if period not in PERIODS:
         raise InvalidRequest(
             f"unknown period {period!r}: use one of {', '.join(PERIODS)}", param="period"
         )
     tz = zone(tz_name)
     first = _first_day(period, at.astimezone(tz).date())
-    return Period(_midnight(first, tz), _midnight(_next_first_day(period, first), tz))
+    found = Period(_midnight(first, tz), _midnight(_next_first_day(period, first), tz))
+    _latest[(period, tz_name)] = found
+    return found
