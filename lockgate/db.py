@@ -9,13 +9,38 @@ one PostgreSQL database or use one SQLite file each.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+_Row = TypeVar("_Row")
+#: The row counts of every multi-row INSERT Lockgate sends (see in_fixed_shapes).
+INSERT_SHAPES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def in_fixed_shapes(rows: Sequence[_Row]) -> Iterator[Sequence[_Row]]:
+    """`rows` in consecutive chunks whose sizes are all in INSERT_SHAPES (the
+    binary digits of the count, largest first: 500 rows go as 256 + 128 + 64 +
+    32 + 16 + 4).
+
+    Bulk inserts of a variable number of rows become multi-row INSERTs
+    (SQLAlchemy's "insertmanyvalues"), and every distinct row count is a
+    different SQL text, which the driver prepares and keeps in its per-connection
+    statement cache (sqlite3's, asyncpg's). Batches of every size from 1 to 500
+    filled those caches with hundreds of large statements: the ledger grew by
+    about 3 KB per call, without bound in practice. With nine shapes per table
+    the statements stay few, small, cached and reused."""
+    start, left = 0, len(rows)
+    for size in INSERT_SHAPES:
+        while left >= size:
+            yield rows[start:start + size]
+            start, left = start + size, left - size
 
 
 def _ensure_sqlite_folder(url: str) -> None:

@@ -118,9 +118,19 @@ class MemoryCounters:
         heapq.heappush(self._expiry, (expires, request_id))
         return None
 
+    def _compact(self) -> None:
+        """Drop the expiry entries of settled holds once they outnumber the live
+        ones. Settling cannot take an entry out of the heap, and it would stay
+        until its hold's TTL (the call's deadline plus a minute): at a thousand
+        calls a second, most of a million entries, about 150 MB."""
+        if len(self._expiry) > 2 * len(self.holds) + 1024:
+            self._expiry = [(hold[2], request_id) for request_id, hold in self.holds.items()]
+            heapq.heapify(self._expiry)
+
     async def settle(self, request_id: str, costs: list[tuple[str, int]]) -> dict[str, Level]:
         if request_id in self.holds:
             self._release(request_id)
+            self._compact()
         out = {}
         for key, cost in costs:
             if key in self.spent:  # unseeded keys get their spend from the database

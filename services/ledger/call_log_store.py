@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from lockgate.db import in_fixed_shapes
 from services.ledger.models import CallBody, CallLogRecord, UsageEntry
 
 _LOG = CallLogRecord.__table__
@@ -26,9 +27,10 @@ class CallLogStore:
         Executed with many parameter sets rather than `.values(rows)`: a multi-row
         VALUES clause is compiled anew for every batch size, which cost the
         ledger ~10 % of its CPU under load; SQLAlchemy still sends multi-row
-        INSERTs ("insertmanyvalues")."""
-        if rows:
-            await self.session.execute(insert(_LOG), list(rows))
+        INSERTs ("insertmanyvalues"), of a few fixed sizes (lockgate/db.py
+        in_fixed_shapes says why)."""
+        for chunk in in_fixed_shapes(rows):
+            await self.session.execute(insert(_LOG), list(chunk))
 
     async def insert_bodies(self, rows: Sequence[dict]) -> None:
         """Bodies of newly recorded entries; one already stored for a request id is kept."""
@@ -37,7 +39,8 @@ class CallLogStore:
         dialect = self.session.bind.dialect.name
         insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert_of(_BODIES).on_conflict_do_nothing(index_elements=["request_id"])
-        await self.session.execute(stmt, list(rows))
+        for chunk in in_fixed_shapes(rows):
+            await self.session.execute(stmt, list(chunk))
 
     async def list_recent(
         self, tenant_id: str, limit: int, before_id: int | None, request_id: str = ""

@@ -12,6 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from lockgate.db import in_fixed_shapes
 from services.ledger.analytics import (
     DIMENSIONS,
     MAX_ROWS,
@@ -70,14 +71,18 @@ class UsageStore:
         dialect = self.session.bind.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # One cached statement, executed for many parameter sets: SQLAlchemy
-        # batches them into multi-row INSERTs ("insertmanyvalues").
+        # batches them into multi-row INSERTs ("insertmanyvalues"), of a few
+        # fixed sizes (lockgate/db.py in_fixed_shapes says why).
         stmt = (
             insert(_TABLE)
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(_TABLE.c.request_id)
         )
-        result = await self.session.execute(stmt, list(rows))
-        return {row[0] for row in result.all()}
+        inserted: set[str] = set()
+        for chunk in in_fixed_shapes(rows):
+            result = await self.session.execute(stmt, list(chunk))
+            inserted.update(row[0] for row in result.all())
+        return inserted
 
     async def list_recent(
         self, tenant_id: str, limit: int, before_id: int | None

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from sqlalchemy import event
 
 from lockgate.common.v1 import common_pb2
+from lockgate.db import INSERT_SHAPES
 from lockgate.identity import KEY_ID, TENANT_ID
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
 from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
@@ -56,6 +58,33 @@ async def test_record_is_idempotent_on_request_id(ledger):
     assert listed.entries[0].usage.output_tokens == 10
     assert listed.entries[0].usage.total_tokens == 15
     assert listed.entries[0].create_time.seconds > 0
+
+
+async def test_batches_of_any_size_insert_through_a_few_statements(database_url, tmp_path):
+    """Every distinct SQL text is prepared and cached per connection by the driver:
+    batches of every size must not each bring their own (the ledger grew ~3 KB
+    per call when they did)."""
+    settings = LedgerSettings(database_url=database_url, data_dir=tmp_path, grpc_port=0)
+    server, _service, engine = await build(settings)
+    seen: set[str] = set()
+
+    def remember(_conn, _cursor, statement, *_):
+        if "INSERT INTO usage_entries" in statement:
+            seen.add(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", remember)
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        api = pb_grpc.LedgerServiceStub(channel)
+        n = 0
+        for size in range(1, 80):
+            batch = [entry(f"s{n + i}") for i in range(size)]
+            n += size
+            reply = await api.RecordUsage(pb.RecordUsageRequest(entries=batch))
+            assert reply.inserted == size
+    await server.stop(0)
+    await engine.dispose()
+    assert 1 <= len(seen) <= len(INSERT_SHAPES)
 
 
 async def test_list_is_scoped_to_callers_tenant_and_paginated(ledger):

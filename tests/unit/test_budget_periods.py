@@ -196,3 +196,18 @@ async def test_reservations_are_bounded():
     await counters.reserve("r2", [Hold("a", None)], 1, 60)
     with pytest.raises(ServiceUnavailable):
         await counters.reserve("r3", [Hold("a", None)], 1, 60)
+
+
+async def test_settled_holds_leave_nothing_behind():
+    clock = Clock()
+    counters = MemoryCounters(clock=clock)
+    await counters.seed("a", 0)
+    await counters.reserve("open", [Hold("a", None)], 5, 600)
+    for i in range(5000):
+        await counters.reserve(f"r{i}", [Hold("a", None)], 1, 600)
+        await counters.settle(f"r{i}", [("a", 1)])
+    assert set(counters.holds) == {"open"}
+    assert len(counters._expiry) <= 2 + 1024  # expiry entries of settled holds are dropped
+    assert await counters.level("a") == Level(5000, 5)
+    clock.now = 601  # the live hold still expires on time
+    assert await counters.level("a") == Level(5000, 0)
