@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lockgate.errors import InvalidRequest
 from services.ledger.budgets import BudgetBook
-from services.ledger.limits import RateLimitService, RequestVerdict
+from services.ledger.limits import RateLimitService
 from services.ledger.scopes import CallScopes
 
 #: How long "nothing applies" may be cached by the router.
@@ -48,9 +48,6 @@ class Admission:
     request_reset_ms: int = 0
 
 
-_NOT_COUNTED = RequestVerdict(allowed=True)
-
-
 class Gate:
     def __init__(self, budgets: BudgetBook, limits: RateLimitService | None = None):
         self.budgets = budgets
@@ -71,43 +68,30 @@ class Gate:
                            and self.limits.has_request_limits(scopes))
         if not budgets and not token_limited and not request_limited:
             return Admission(admitted=True, unrestricted_ttl_ms=UNRESTRICTED_TTL_MS)
-        requests = _NOT_COUNTED
+        #: The limits the answer reports, for the x-ratelimit-* headers.
+        shown: dict[str, int] = {}
         if request_limited:
             requests = await self.limits.acquire_requests(scopes, count_requests)
+            shown.update(request_limit=requests.limit, request_remaining=requests.remaining,
+                         request_reset_ms=requests.reset_ms)
             if not requests.allowed:
-                return Admission(
-                    admitted=False, code="request_rate_limited", message=requests.message,
-                    retry_after_seconds=requests.retry_after_seconds, **_request_fields(requests),
-                )
+                return Admission(admitted=False, code="request_rate_limited",
+                                 message=requests.message,
+                                 retry_after_seconds=requests.retry_after_seconds, **shown)
         if cache_hit:
-            return Admission(admitted=True, **_request_fields(requests))
-        tokens = None
+            return Admission(admitted=True, **shown)
         if token_limited:
             tokens = await self.limits.check_tokens(scopes, estimated_tokens)
+            shown.update(token_limit=tokens.limit, token_remaining=tokens.remaining,
+                         token_reset_ms=tokens.reset_ms)
             if not tokens.allowed:
-                return Admission(
-                    admitted=False, code="token_rate_limited", message=tokens.message,
-                    retry_after_seconds=tokens.retry_after_seconds, token_limit=tokens.limit,
-                    token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms,
-                    **_request_fields(requests),
-                )
+                return Admission(admitted=False, code="token_rate_limited",
+                                 message=tokens.message,
+                                 retry_after_seconds=tokens.retry_after_seconds, **shown)
         if budgets:
             ttl = min(MAX_TTL_SECONDS, max(MIN_TTL_SECONDS, ttl_seconds or DEFAULT_TTL_SECONDS))
             refusal = await self.budgets.reserve(request_id, budgets, max_cost_micro_usd, ttl)
             if refusal is not None:
-                return Admission(
-                    admitted=False, code="budget_exceeded", message=refusal.message,
-                    retry_after_seconds=refusal.retry_after_seconds or 0,
-                    **_request_fields(requests),
-                )
-        if tokens is None:
-            return Admission(admitted=True, **_request_fields(requests))
-        return Admission(admitted=True, token_limit=tokens.limit,
-                         token_remaining=tokens.remaining, token_reset_ms=tokens.reset_ms,
-                         **_request_fields(requests))
-
-
-def _request_fields(verdict: RequestVerdict) -> dict[str, int]:
-    """The request limit an answer reports (for the x-ratelimit-*-requests headers)."""
-    return {"request_limit": verdict.limit, "request_remaining": verdict.remaining,
-            "request_reset_ms": verdict.reset_ms}
+                return Admission(admitted=False, code="budget_exceeded", message=refusal.message,
+                                 retry_after_seconds=refusal.retry_after_seconds or 0, **shown)
+        return Admission(admitted=True, **shown)
