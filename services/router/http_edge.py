@@ -3,12 +3,14 @@
 Envoy routes the three hot REST calls — POST /v1/chat/completions,
 /v1/messages and /v1/embeddings — to this listener untranscoded, after its
 access check: no gRPC hop, no transcoding, no status header for a Lua filter
-to move (envoy/envoy.yaml.tmpl). Envoy's rate limiter does not run on these
-routes: admission counts their requests against requests-per-minute limits
-(`Incoming.counts_requests`), in the ledger call it makes anyway. The answers are the same
-bytes the gRPC HttpBody methods give (services/router/edge.py serves both):
-JSON with a content-length, or SSE with chunked transfer encoding, written as
-the provider streams it.
+to move (envoy/envoy.yaml.tmpl). The answers are the same bytes the gRPC
+HttpBody methods give (services/router/edge.py serves both): JSON with a
+content-length, or SSE with chunked transfer encoding, written as the
+provider streams it.
+
+Envoy's rate limiter does not run on these routes: admission counts their
+requests against requests-per-minute limits (`Incoming.counts_requests`), in
+the ledger call it makes anyway.
 
 The caller's identity is in the x-lockgate-* headers auth set, exactly as over
 gRPC. This listener trusts them as the gRPC one does: it must only be
