@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lockgate.errors import InvalidRequest
 from services.ledger.budgets import BudgetBook
-from services.ledger.limits import RateLimitService
+from services.ledger.limits import RateLimitService, RequestVerdict, TokenVerdict
 from services.ledger.scopes import CallScopes
 
 #: How long "nothing applies" may be cached by the router.
@@ -63,9 +63,9 @@ class Gate:
         if max_cost_micro_usd < 0 or estimated_tokens < 0 or count_requests < 0:
             raise InvalidRequest("cost, token and request counts cannot be negative")
         budgets = self.budgets.applicable(scopes)
-        token_limited = self.limits is not None and self.limits.has_token_limits(scopes)
-        request_limited = (count_requests > 0 and self.limits is not None
-                           and self.limits.has_request_limits(scopes))
+        request_limited, token_limited = (
+            self.limits.limited_kinds(scopes) if self.limits is not None else (False, False))
+        request_limited = request_limited and count_requests > 0
         if not budgets and not token_limited and not request_limited:
             return Admission(admitted=True, unrestricted_ttl_ms=UNRESTRICTED_TTL_MS)
         #: The limits the answer reports, for the x-ratelimit-* headers.
@@ -75,9 +75,7 @@ class Gate:
             shown.update(request_limit=requests.limit, request_remaining=requests.remaining,
                          request_reset_ms=requests.reset_ms)
             if not requests.allowed:
-                return Admission(admitted=False, code="request_rate_limited",
-                                 message=requests.message,
-                                 retry_after_seconds=requests.retry_after_seconds, **shown)
+                return _refused("request_rate_limited", requests, shown)
         if cache_hit:
             return Admission(admitted=True, **shown)
         if token_limited:
@@ -85,9 +83,7 @@ class Gate:
             shown.update(token_limit=tokens.limit, token_remaining=tokens.remaining,
                          token_reset_ms=tokens.reset_ms)
             if not tokens.allowed:
-                return Admission(admitted=False, code="token_rate_limited",
-                                 message=tokens.message,
-                                 retry_after_seconds=tokens.retry_after_seconds, **shown)
+                return _refused("token_rate_limited", tokens, shown)
         if budgets:
             ttl = min(MAX_TTL_SECONDS, max(MIN_TTL_SECONDS, ttl_seconds or DEFAULT_TTL_SECONDS))
             refusal = await self.budgets.reserve(request_id, budgets, max_cost_micro_usd, ttl)
@@ -95,3 +91,9 @@ class Gate:
                 return Admission(admitted=False, code="budget_exceeded", message=refusal.message,
                                  retry_after_seconds=refusal.retry_after_seconds or 0, **shown)
         return Admission(admitted=True, **shown)
+
+
+def _refused(code: str, verdict: RequestVerdict | TokenVerdict, shown: dict[str, int]
+             ) -> Admission:
+    return Admission(admitted=False, code=code, message=verdict.message,
+                     retry_after_seconds=verdict.retry_after_seconds, **shown)

@@ -307,13 +307,16 @@ class RateLimitService:
 
     # -- tokens (admission) ----------------------------------------------------------
 
-    def has_request_limits(self, scopes: CallScopes) -> bool:
-        """Whether any request limit applies to the call (in memory, no I/O)."""
-        return any(r.requests_per_minute > 0 for r in self.index.applying(scopes))
-
     def has_token_limits(self, scopes: CallScopes) -> bool:
         """Whether any token limit applies to the call (in memory, no I/O)."""
-        return any(r.tokens_per_minute > 0 for r in self.index.applying(scopes))
+        return self.limited_kinds(scopes)[1]
+
+    def limited_kinds(self, scopes: CallScopes) -> tuple[bool, bool]:
+        """(a request limit applies, a token limit applies) to the call, from one
+        look at the index (in memory, no I/O)."""
+        rules = self.index.applying(scopes)
+        return (any(r.requests_per_minute > 0 for r in rules),
+                any(r.tokens_per_minute > 0 for r in rules))
 
     async def check_tokens(self, scopes: CallScopes, estimated_tokens: int) -> TokenVerdict:
         """Would `estimated_tokens` more fit in every token limit of the call? Counts

@@ -2,9 +2,10 @@
 deployments for each caller, and decides which aliases /v1/models lists.
 
 Decisions are cached on everything they depend on: the caller's tenant, key
-scope and roles, the alias, the gateway config generation (the candidate
-deployments) and the policy revision (policies and data) — an edit to either
-takes effect at once, and the cache costs no staleness.
+scope and roles, the alias and the call's kind (the policy input has it), the
+gateway config generation (the candidate deployments) and the policy revision
+(policies and data) — an edit to either takes effect at once, and the cache
+costs no staleness.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RoutingPolicy:
         revision = self.engine.revision
         key = (
             revision, generation, caller.tenant_id, caller.tenant_name,
-            caller.key_id, caller.roles, caller.models, alias,
+            caller.key_id, caller.roles, caller.models, alias, kind,
         )
         cached = self._cache.get(key)
         if cached is None:
