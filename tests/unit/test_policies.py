@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.policy import DEFAULT_ROOT, PolicyEngine, PolicyError
+from lockgate.policy import DEFAULT_ROOT, PolicyEngine, PolicyError, _reachable
 from lockgate.policy_tests import run_policy_tests
 
 DECISION = "lockgate/access/decision"
@@ -241,15 +241,39 @@ def test_undefined_is_none(tmp_path: Path):
 
 def test_bundles_are_built_once_per_entrypoint(engine, monkeypatch):
     calls = []
-    original = engine._interpreter.build
-    monkeypatch.setattr(
-        engine._interpreter, "build", lambda *a, **k: calls.append(a) or original(*a, **k)
-    )
+    original = engine._compiler
+    monkeypatch.setattr(engine, "_compiler", lambda *a: calls.append(a) or original(*a))
     for _ in range(3):
         engine.evaluate(DECISION, access_input())
     assert calls == []  # declared `# entrypoint: true`: compiled by the constructor
     assert DECISION in engine.entrypoints
     assert "lockgate/routing/decision" in engine.entrypoints
+    engine.evaluate("lockgate/access/_service", access_input())
+    engine.evaluate("lockgate/access/_service", access_input())
+    assert calls == [(("lockgate/access/_service",),)]  # an undeclared one: on first use
+
+
+def test_a_bundle_holds_only_the_modules_its_entrypoint_reaches(tmp_path: Path):
+    # rego-cpp re-verifies a whole bundle on every query: unrelated policies
+    # must stay out of it (docs/performance.md), and what is reachable must not.
+    write(tmp_path, "a/a.rego", "package a\n\nimport data.b as lib\n\nx := lib.y + 1\n")
+    write(tmp_path, "b/b.rego", "package b\n\ny := data.c.z * 10\n")
+    write(tmp_path, "c/c.rego", "package c\n\nz := 2\n")
+    write(tmp_path, "c/more.rego", "package c\n\nw := 3\n")
+    write(tmp_path, "d/d.rego", '# the data of package a\npackage d\n\nq := "data.a"\n')
+    write(tmp_path, "e/e.rego", "package e\n\nany_y := data[input.pkg].y\n")
+    write(tmp_path, "f/f.rego", "package f\n\nsome_of := data.c[input.k]\n")
+    engine = PolicyEngine(tmp_path)
+    sources = engine._sources
+    assert _reachable(sources, [("a", "x")]) == ["a/a.rego", "b/b.rego", "c/c.rego", "c/more.rego"]
+    assert _reachable(sources, [("d", "q")]) == ["d/d.rego"]  # comments and strings are not references
+    assert _reachable(sources, [("f", "some_of")]) == ["c/c.rego", "c/more.rego", "f/f.rego"]
+    assert _reachable(sources, [("e", "any_y")]) == sorted(sources)  # `data[…]`: everything
+    assert _reachable(sources, [("c",)]) == ["c/c.rego", "c/more.rego"]  # a package document
+    assert engine.evaluate("a/x", {}) == 21
+    assert engine.evaluate("f/some_of", {"k": "w"}) == 3
+    assert engine.evaluate("c", {}) == {"z": 2, "w": 3}
+    assert engine.evaluate("e/any_y", {"pkg": "b"}) == 20
 
 
 def test_evaluate_is_safe_across_threads(engine):
