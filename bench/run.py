@@ -68,11 +68,16 @@ def wrk(url: str, concurrency: int, seconds: int, key: str | None,
 
 def lockgate_pids(stack) -> dict[str, int]:
     """Every process of the stack but the simulator (the upstream): Envoy, the
-    four services and the supervisor, by name."""
+    service processes and the supervisor, by name ("ledger+registry" for a
+    process hosting two services)."""
     saved = stack_state.read(stack.data_dir / "run" / "stack.json")
     if saved is None:
         raise RuntimeError("the stack wrote no state file")
-    pids = {c.name: c.pid for c in saved.components if c.pid and c.name != "sim"}
+    hosts: dict[int, list[str]] = {}
+    for c in saved.components:
+        if c.pid and c.name != "sim":
+            hosts.setdefault(c.pid, []).append(c.name)
+    pids = {"+".join(names): pid for pid, names in hosts.items()}
     pids["supervisor"] = saved.pid
     return pids
 

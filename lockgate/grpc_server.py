@@ -8,10 +8,8 @@ returns their full service names; everything else is here.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,7 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from lockgate.errors import LockgateError, as_lockgate_error
-from lockgate.logs import request_id_var, setup_logging
+from lockgate.logs import request_id_var
 from lockgate.metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from lockgate.settings import ServiceSettings
 
@@ -157,6 +155,9 @@ class GrpcService:
         )
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: Whether this service's /metrics also shows what its process's services
+        #: share (lockgate.metrics.ServiceMetrics): the first service of a process.
+        self.process_metrics = True
         #: Things that run beside the server (watchers): `start()` once it
         #: serves, `await close()` once it stopped.
         self.background: list = []
@@ -164,13 +165,16 @@ class GrpcService:
     async def start(self) -> int:
         self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         await self.server.start()
-        self.metrics_port = start_metrics_server(self.settings.host, self.settings.metrics_port)
+        self.metrics_port = start_metrics_server(
+            self.settings.host, self.settings.metrics_port, self.name, self.process_metrics
+        )
         for service in ["", *self.service_names]:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         for task in self.background:
             task.start()
         log.info(
-            "serving", extra={"grpc_port": self.port, "metrics_port": self.metrics_port}
+            "serving",
+            extra={"server": self.name, "grpc_port": self.port, "metrics_port": self.metrics_port},
         )
         return self.port
 
@@ -179,47 +183,6 @@ class GrpcService:
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
         for task in self.background:
             await task.close()
-
-
-async def serve_until_signalled(
-    service: GrpcService,
-    on_stop: Callable[[], Awaitable[None]] | None = None,
-) -> None:
-    """Start, wait for SIGTERM/SIGINT, drain in-flight calls, then run on_stop."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    # Everything built so far (modules, config, caches) lives as long as the
-    # process: keep it out of the garbage collector's full collections, which
-    # otherwise walk ~150,000 objects (≈ 90 ms with the event loop stalled)
-    # every few seconds under load (docs/performance.md).
-    gc.collect()
-    gc.freeze()
-    await stop.wait()
-    log.info("stopping")
-    await service.stop()
-    if on_stop is not None:
-        await on_stop()
-    log.info("stopped")
-
-
-def run_service(
-    name: str,
-    load_settings: Callable[[], ServiceSettings],
-    build: Callable[[Any], Awaitable[tuple[GrpcService, Any, Any]]],
-) -> None:
-    """The whole `__main__` of a DB-backed service: settings, JSON logs, build,
-    serve until SIGTERM, then dispose of the database engine."""
-
-    async def main() -> None:
-        settings = load_settings()
-        setup_logging(name, settings.log_level)
-        server, _service, engine = await build(settings)
-        await serve_until_signalled(server, on_stop=engine.dispose)
-
-    run(main)
 
 
 def run(main: Callable[[], Awaitable[None]]) -> None:

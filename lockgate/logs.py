@@ -43,16 +43,28 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str):
+    def __init__(self, service: str, hosted: tuple[str, ...] = ()):
         super().__init__()
         self.service = service
+        #: A process hosting several services labels each record with the service
+        #: whose code logged it (logger `lockgate.<name>…` or `services.<name>…`),
+        #: else (shared code) with `service`.
+        self._owners = tuple(
+            (f"{root}.{name}", name) for name in hosted for root in ("lockgate", "services")
+        ) if len(hosted) > 1 else ()
+
+    def _service_of(self, logger: str) -> str:
+        for prefix, name in self._owners:
+            if logger.startswith(prefix) and logger[len(prefix):len(prefix) + 1] in ("", "."):
+                return name
+        return self.service
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "service": self.service,
+            "service": self._service_of(record.name) if self._owners else self.service,
             "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -68,10 +80,11 @@ class JsonFormatter(logging.Formatter):
         return redact(line)
 
 
-def setup_logging(service: str, level: str = "info") -> None:
-    """Send every logger's records to stderr as redacted JSON lines."""
+def setup_logging(service: str, level: str = "info", hosted: tuple[str, ...] = ()) -> None:
+    """Send every logger's records to stderr as redacted JSON lines (`hosted`:
+    the services this process runs, when there are several)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(JsonFormatter(service, hosted))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

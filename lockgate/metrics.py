@@ -1,8 +1,16 @@
-"""Prometheus metrics shared by every gRPC service, and the /metrics endpoint."""
+"""Prometheus metrics shared by every gRPC service, and the /metrics endpoint.
+
+Several services may share a process (lockgate/service_host.py) and so one
+registry; each still serves its own /metrics port, showing only what is its
+own (`ServiceMetrics`), so that scraping every port counts nothing twice.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "Counter", "Gauge", "Histogram",
            "start_metrics_server"]
@@ -30,9 +38,55 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def start_metrics_server(host: str, port: int) -> int | None:
-    """Serve /metrics on a background thread; returns the bound port (None if disabled)."""
+#: The services, as named in `service` labels and `lockgate_<service>_` metric names.
+SERVICES = ("auth", "ledger", "registry", "router")
+#: Labels that say which service a sample belongs to (webhooks name their `source`).
+_OWNER_LABELS = ("service", "source")
+
+
+class ServiceMetrics:
+    """The view of the process's registry that one service's port serves:
+    - samples labelled with a service (`service`, `source`): only its own;
+    - `lockgate_<service>_…` families: only its own;
+    - the process's own metrics (`process_…`, `python_…`): on every port;
+    - other unlabelled counters the services share (decision log, policy
+      reloads …): only where `process_wide` (the first service of a process).
+    """
+
+    def __init__(self, service: str, process_wide: bool = True, registry=REGISTRY):
+        self.service = service
+        self.process_wide = process_wide
+        self.registry = registry
+        self._others = tuple(f"lockgate_{s}_" for s in SERVICES if s != service)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            name = family.name
+            if name.startswith(("process_", "python_")):
+                yield family
+            elif name.startswith(self._others):
+                continue
+            elif any(label in sample.labels for sample in family.samples
+                     for label in _OWNER_LABELS):
+                yield self._own_samples(family)
+            elif name.startswith(f"lockgate_{self.service}_") or self.process_wide:
+                yield family
+
+    def _own_samples(self, family: Metric) -> Metric:
+        own = Metric(family.name, family.documentation, family.type, family.unit)
+        own.samples = [
+            s for s in family.samples
+            if all(s.labels.get(label, self.service) == self.service for label in _OWNER_LABELS)
+        ]
+        return own
+
+
+def start_metrics_server(host: str, port: int, service: str | None = None,
+                         process_wide: bool = True) -> int | None:
+    """Serve /metrics on a background thread (`service`'s view of the registry,
+    or all of it); returns the bound port (None if disabled)."""
     if port < 0:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    registry = REGISTRY if service is None else ServiceMetrics(service, process_wide)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
     return server.server_address[1]

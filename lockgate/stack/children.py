@@ -13,11 +13,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lockgate.stack.health import GrpcCheck, HealthCheck, HttpCheck
-from lockgate.stack.layout import SERVICES, StackLayout
+from lockgate.stack.health import AllOf, GrpcCheck, HealthCheck, HttpCheck
+from lockgate.stack.layout import StackLayout
 
-#: Start order; the supervisor stops them in reverse.
-START_ORDER = ("ledger", "registry", "auth", "sim", "router", "envoy")
+
+@dataclass(frozen=True)
+class Member:
+    """A service a child hosts: one component of its own in stack.json, which
+    `lockgate status` lists and probes."""
+
+    name: str
+    health: HealthCheck
+    endpoint: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class ChildSpec:
     ports: tuple[int, ...] = ()
     #: Where clients (or an operator) reach it, for status output.
     endpoint: str = ""
+    #: The services the process hosts (several: lockgate/service_host.py); empty:
+    #: the child is one component itself.
+    members: tuple[Member, ...] = ()
 
 
 def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict[str, str]:
@@ -82,25 +92,57 @@ def envoy_argv(layout: StackLayout) -> tuple[str, ...]:
 def build_children(
     layout: StackLayout, env: Mapping[str, str] | None = None
 ) -> list[ChildSpec]:
-    """The real stack, in START_ORDER. `env` defaults to os.environ."""
+    """The real stack in start order (the supervisor stops it in reverse): the
+    service processes of `layout.process_groups`, the simulator right before
+    the router's process, Envoy last. `env` defaults to os.environ."""
     base = dict(os.environ if env is None else env)
-    specs: dict[str, ChildSpec] = {}
-    for name in SERVICES:
+    children = []
+    for group in layout.process_groups:
+        if "router" in group:
+            children.append(_sim(layout, base))
+        children.append(_service_process(layout, group, base))
+    children.append(ChildSpec(
+        name="envoy",
+        argv=envoy_argv(layout),
+        env=base,
+        health=HttpCheck(f"http://127.0.0.1:{layout.envoy_admin_port}/ready"),
+        ports=(layout.http_port, layout.envoy_admin_port),
+        endpoint=layout.http_url,
+    ))
+    return children
+
+
+def _service_process(layout: StackLayout, group: tuple[str, ...], base: dict[str, str]
+                     ) -> ChildSpec:
+    """One Python process hosting the services of `group`."""
+    env = base
+    ports: list[int] = []
+    members = []
+    for name in group:
+        env = service_env(layout, name, env)  # each service adds its LOCKGATE_<NAME>_*
         target = f"127.0.0.1:{layout.grpc_port(name)}"
         metrics = layout.metrics_port(name)
         # The HTTP/1.1 listeners of the hot path (auth's access check, the ledger's
         # Admit, the router's provider-compatible endpoints).
-        check = {"auth": (layout.auth_check_port,), "ledger": (layout.ledger_admit_port,),
-                 "router": (layout.router_http_port,)}.get(name, ())
-        specs[name] = ChildSpec(
-            name=name,
-            argv=(sys.executable, "-m", f"services.{name}"),
-            env=service_env(layout, name, base),
-            health=GrpcCheck(target),
-            ports=(layout.grpc_port(name), *check, *((metrics,) if metrics > 0 else ())),
-            endpoint=f"grpc://{target}",
-        )
-    specs["sim"] = ChildSpec(
+        hot = {"auth": (layout.auth_check_port,), "ledger": (layout.ledger_admit_port,),
+               "router": (layout.router_http_port,)}.get(name, ())
+        ports += [layout.grpc_port(name), *hot, *((metrics,) if metrics > 0 else ())]
+        members.append(Member(name, GrpcCheck(target), f"grpc://{target}"))
+    argv = ((sys.executable, "-m", f"services.{group[0]}") if len(group) == 1
+            else (sys.executable, "-m", "services", *group))
+    return ChildSpec(
+        name="+".join(group),
+        argv=argv,
+        env=env,
+        health=members[0].health if len(members) == 1 else AllOf(tuple(m.health for m in members)),
+        ports=tuple(ports),
+        endpoint=", ".join(m.endpoint for m in members),
+        members=tuple(members) if len(members) > 1 else (),
+    )
+
+
+def _sim(layout: StackLayout, base: dict[str, str]) -> ChildSpec:
+    return ChildSpec(
         name="sim",
         argv=(
             sys.executable, "-m", "lockgate.cli.main", "sim",
@@ -111,12 +153,3 @@ def build_children(
         ports=(layout.sim_port,),
         endpoint=f"http://127.0.0.1:{layout.sim_port}",
     )
-    specs["envoy"] = ChildSpec(
-        name="envoy",
-        argv=envoy_argv(layout),
-        env=base,
-        health=HttpCheck(f"http://127.0.0.1:{layout.envoy_admin_port}/ready"),
-        ports=(layout.http_port, layout.envoy_admin_port),
-        endpoint=layout.http_url,
-    )
-    return [specs[name] for name in START_ORDER]

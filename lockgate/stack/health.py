@@ -9,6 +9,7 @@ which is how tests inject their own.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -79,6 +80,19 @@ class GrpcCheck:
         return {"kind": "grpc", "target": self.target, "service": self.service}
 
 
+@dataclass(frozen=True)
+class AllOf:
+    """Healthy when every check is (a process hosting several services)."""
+
+    checks: tuple[HealthCheck, ...]
+
+    async def __call__(self, time_limit: float = 1.0) -> bool:
+        return all(await asyncio.gather(*(check(time_limit) for check in self.checks)))
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "all", "checks": json.dumps([c.describe() for c in self.checks])}
+
+
 def from_dict(data: dict[str, str]) -> HealthCheck:
     """The check `describe()` produced; ValueError for an unknown kind."""
     kind = data.get("kind")
@@ -86,4 +100,6 @@ def from_dict(data: dict[str, str]) -> HealthCheck:
         return HttpCheck(data["url"])
     if kind == "grpc":
         return GrpcCheck(data["target"], data.get("service", ""))
+    if kind == "all":
+        return AllOf(tuple(from_dict(check) for check in json.loads(data["checks"])))
     raise ValueError(f"unknown health check kind {kind!r}")

@@ -157,6 +157,7 @@ def foreground_argv(layout: StackLayout, startup_timeout: float) -> list[str]:
         "--sim-port", str(layout.sim_port),
         "--max-request-bytes", str(layout.max_request_bytes),
         "--log-level", layout.log_level,
+        "--processes", layout.processes,
         "--timeout", f"{startup_timeout:g}",
         "--background",
     ]

@@ -355,16 +355,18 @@ class Supervisor:
                 self.data_dir, http_url=self.http_url, ports=dict(self.ports)
             )
         self._state.state = phase
+        # One component per service, also when several share a process.
         self._state.components = [
             state_file.ComponentInfo(
-                name=c.name,
+                name=member.name,
                 pid=c.proc.pid if c.running else None,
-                health=c.spec.health.describe(),
-                endpoint=c.spec.endpoint,
+                health=member.health.describe(),
+                endpoint=member.endpoint,
                 log=str(c.log_path),
                 restarts=c.restarts,
             )
             for c in self.children
+            for member in (c.spec.members or (c.spec,))
         ]
         try:
             state_file.write(self.state_path, self._state)

@@ -1,7 +1,6 @@
-"""python -m services.auth"""
+"""python -m services.auth (several services in one process: python -m services auth …)"""
 
-from lockgate.grpc_server import run_service
-from services.auth.app import AuthSettings, build
+from lockgate.service_host import main
 
 if __name__ == "__main__":
-    run_service("auth", AuthSettings, build)
+    main(["auth"])

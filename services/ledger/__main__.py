@@ -1,7 +1,6 @@
-"""python -m services.ledger"""
+"""python -m services.ledger (several services in one process: python -m services ledger …)"""
 
-from lockgate.grpc_server import run_service
-from services.ledger.app import LedgerSettings, build
+from lockgate.service_host import main
 
 if __name__ == "__main__":
-    run_service("ledger", LedgerSettings, build)
+    main(["ledger"])

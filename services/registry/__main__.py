@@ -1,7 +1,6 @@
-"""python -m services.registry"""
+"""python -m services.registry (several services in one process: python -m services registry …)"""
 
-from lockgate.grpc_server import run_service
-from services.registry.app import RegistrySettings, build
+from lockgate.service_host import main
 
 if __name__ == "__main__":
-    run_service("registry", RegistrySettings, build)
+    main(["registry"])

@@ -75,7 +75,7 @@ server.serve_forever()
 def run_supervisor(spec_path: str) -> int:
     from lockgate.logs import setup_logging
     from lockgate.stack.backoff import Backoff
-    from lockgate.stack.children import ChildSpec
+    from lockgate.stack.children import ChildSpec, Member
     from lockgate.stack.health import HttpCheck
     from lockgate.stack.supervisor import Supervisor
 
@@ -89,6 +89,12 @@ def run_supervisor(spec_path: str) -> int:
             health=HttpCheck(f"http://127.0.0.1:{c['port']}/health"),
             ports=(c["port"],),
             endpoint=f"http://127.0.0.1:{c['port']}",
+            # A process hosting several services: each is a component of its own.
+            members=tuple(
+                Member(m, HttpCheck(f"http://127.0.0.1:{c['port']}/health?{m}"),
+                       f"http://127.0.0.1:{c['port']}/{m}")
+                for m in c.get("members", ())
+            ),
         )
         for c in spec["children"]
     ]
@@ -250,6 +256,23 @@ def test_ready_only_when_every_child_is_healthy_then_sigterm_stops_in_reverse(
     assert terms == ["stubborn", "second", "first"]
     killed = [r["child"] for r in records if r.get("event") == "child_killed"]
     assert killed == ["stubborn"]  # ignored SIGTERM for stop_timeout, then SIGKILL
+
+
+def test_a_process_hosting_several_services_lists_each_as_a_component(stacks, tmp_path):
+    stack = make(stacks, tmp_path, [
+        {"name": "a+b", "members": ["a", "b"]}, {"name": "solo"},
+    ]).start()
+    stack.wait_ready()
+    components = stack.state().components
+    assert [c.name for c in components] == ["a", "b", "solo"]
+    a, b, solo = components
+    assert a.pid == b.pid != solo.pid
+    assert a.log == b.log == str(tmp_path / "logs" / "a+b.log")
+    assert (a.endpoint, b.endpoint) == (f"http://127.0.0.1:{stack.children[0]['port']}/a",
+                                        f"http://127.0.0.1:{stack.children[0]['port']}/b")
+    assert a.health["url"].endswith("/health?a") and b.health["url"].endswith("/health?b")
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.finish()[0] == 0
 
 
 def test_child_exiting_during_startup_fails_fast_naming_it_with_its_log(stacks, tmp_path):

@@ -27,6 +27,7 @@ def test_defaults_match_the_documented_ports(tmp_path, monkeypatch):
     assert layout.data_dir == tmp_path / ".lockgate"
     assert layout.data_dir.is_absolute()
     assert layout.gateway_config is None
+    assert layout.process_groups == (("ledger", "registry"), ("router", "auth"))
 
 
 def test_environment_overrides_defaults_and_flags_override_environment(tmp_path):
@@ -39,6 +40,7 @@ def test_environment_overrides_defaults_and_flags_override_environment(tmp_path)
         "LOCKGATE_MAX_REQUEST_BYTES": "1024",
         "LOCKGATE_DATA_DIR": str(tmp_path / "from-env"),
         "LOCKGATE_LOG_LEVEL": "DEBUG",
+        "LOCKGATE_PROCESSES": "Separate",
     }
     layout = StackLayout.from_sources(env=env, http_port=28080, data_dir=None, sim_port=None)
     assert layout.http_port == 28080  # flag wins
@@ -49,6 +51,7 @@ def test_environment_overrides_defaults_and_flags_override_environment(tmp_path)
     assert layout.max_request_bytes == 1024
     assert layout.data_dir == tmp_path / "from-env"
     assert layout.log_level == "debug"
+    assert layout.process_groups == (("ledger",), ("registry",), ("auth",), ("router",))
 
 
 def test_relative_paths_are_resolved(tmp_path, monkeypatch):
@@ -67,6 +70,7 @@ def test_relative_paths_are_resolved(tmp_path, monkeypatch):
         ({}, {"router_port": 70000}, "--router-port must be a TCP port"),
         ({"LOCKGATE_ROUTER_METRICS_PORT": "-2"}, {}, "LOCKGATE_ROUTER_METRICS_PORT"),
         ({}, {"max_request_bytes": 0}, "must be positive"),
+        ({"LOCKGATE_PROCESSES": "one"}, {}, "LOCKGATE_PROCESSES must be one of grouped, separate"),
     ],
 )
 def test_bad_values_are_rejected_with_their_source(env, flags, message):
