@@ -125,26 +125,43 @@ class DecisionLog:
                 # per decision: a thread woken for every entry takes the GIL from the
                 # event loop in the middle of requests.
                 time.sleep(self.write_interval)
+                # One write and one counter update per file per round: this thread
+                # holds the GIL while it works, so it works as little as it can.
+                chunk: list[bytes] = []
+                size = out.tell()
+                stop = False
                 for entry in self._drain():
                     if entry is _STOP:
-                        return
+                        stop = True
+                        break
                     try:
                         line = orjson.dumps(self._masked(entry)) + b"\n"
                     except TypeError:
                         log.error("decision not serializable; not logged",
                                   extra={"path": entry.get("path")})
                         continue
-                    out.write(line)
-                    WRITTEN.inc()
-                    if out.tell() >= self.max_bytes:
+                    chunk.append(line)
+                    size += len(line)
+                    if size >= self.max_bytes:
+                        self._write(out, chunk)
+                        chunk, size = [], 0
                         out.close()
                         self._rotate()
                         out = open(self.path, "ab")  # noqa: SIM115
+                self._write(out, chunk)
                 out.flush()
+                if stop:
+                    return
         except OSError:
             log.exception("decision log write failed; decisions are no longer logged")
         finally:
             out.close()
+
+    @staticmethod
+    def _write(out, lines: list[bytes]) -> None:
+        if lines:
+            out.write(b"".join(lines))
+            WRITTEN.inc(len(lines))
 
     def _drain(self) -> list:
         entries = []
