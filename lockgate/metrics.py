@@ -57,19 +57,20 @@ class ServiceMetrics:
         self.service = service
         self.process_wide = process_wide
         self.registry = registry
+        self._own = f"lockgate_{service}_"
         self._others = tuple(f"lockgate_{s}_" for s in SERVICES if s != service)
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
             name = family.name
-            if name.startswith(("process_", "python_")):
+            if name.startswith(("process_", "python_", self._own)):
                 yield family
             elif name.startswith(self._others):
                 continue
             elif any(label in sample.labels for sample in family.samples
                      for label in _OWNER_LABELS):
                 yield self._own_samples(family)
-            elif name.startswith(f"lockgate_{self.service}_") or self.process_wide:
+            elif self.process_wide:
                 yield family
 
     def _own_samples(self, family: Metric) -> Metric:

@@ -241,10 +241,11 @@ class PolicyEngine:
         return path.relative_to(self.root).as_posix()
 
     def _build(self, entrypoints: Iterable[str]) -> dict[str, tuple[regopy.Bundle, bytes]]:
-        """Compile entry points into one bundle that holds only their plans.
+        """Compile entry points into one bundle, from only the modules they reach.
 
-        Any interpreter can query a bundle; this one queries them all (it holds
-        the input), but each build gets a fresh one, whose entry points are these.
+        Any interpreter can query a bundle: `_interpreter` queries them all (it
+        holds the input), while each build gets a fresh one (`_compiler`), whose
+        entry points are these alone.
         """
         entrypoints = tuple(entrypoints)
         label = ", ".join(entrypoints)

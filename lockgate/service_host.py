@@ -54,9 +54,7 @@ class Hosted:
 
 
 def load_settings(names: Sequence[str]) -> dict[str, ServiceSettings]:
-    """Each service's settings, from its LOCKGATE_<NAME>_* variables.
-
-    """
+    """Each service's settings, from its LOCKGATE_<NAME>_* variables."""
     unknown = [n for n in names if n not in SETTINGS_CLASSES]
     if unknown or not names or len(set(names)) != len(names):
         raise HostError(

@@ -17,7 +17,7 @@ from pathlib import Path
 SERVICES = ("ledger", "registry", "auth", "router")
 
 #: How the services share processes (`processes`): "grouped" (the default) hosts
-#: them in two, which saves ≈ 200 MB on one machine (lockgate/service_host.py);
+#: them in two, which saves ≈ 180 MB on one machine (lockgate/service_host.py);
 #: "separate" gives each its own process, so one crash takes down one service.
 #: The groups keep auth and the ledger apart: each has its own failure mode at
 #: the edge (auth fails closed, the ledger's limits fail open), and the registry
