@@ -11,6 +11,7 @@ services/auth/changes.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -56,34 +57,65 @@ class Principal:
 
 
 class PrincipalCache:
-    """Credential hash -> Principal (or None for unknown keys), LRU-bounded, with TTL."""
+    """Credential hash -> Principal (or None for unknown keys), LRU-bounded, with TTL.
+
+    One load per credential at a time: when an entry expires under load, every
+    Check that misses it at once waits for the same database read instead of
+    each making its own (a burst of identical queries every TTL, in the tail
+    of every Check that waited behind them). A load that a drop or clear
+    overtakes answers its callers but is not cached: what it read may be what
+    the change just revoked.
+    """
 
     def __init__(self, ttl_seconds: float, max_entries: int = 100_000, negative_ttl: float = 2.0):
         self.ttl = ttl_seconds
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        #: Loads in flight, by credential hash (at most one each).
+        self._loading: dict[str, asyncio.Task[Principal | None]] = {}
+        #: Bumped by every drop and clear: a load that started before one is not cached.
+        self._generation = 0
 
     async def get(
         self, key_hash: str, load: Callable[[], Awaitable[Principal | None]]
     ) -> Principal | None:
-        now = time.monotonic()
         hit = self._entries.get(key_hash)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             self._entries.move_to_end(key_hash)
             return hit[1]
+        task = self._loading.get(key_hash)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key_hash, load, self._generation))
+            self._loading[key_hash] = task
+            task.add_done_callback(self._loaded)
+        # Shielded: a caller that goes away (its client hung up) does not cancel
+        # the load the others wait for.
+        return await asyncio.shield(task)
+
+    def _loaded(self, task: asyncio.Task[Principal | None]) -> None:
+        for key_hash, loading in list(self._loading.items()):
+            if loading is task:
+                del self._loading[key_hash]
+        if not task.cancelled():
+            task.exception()  # retrieved: its callers may all have gone away
+
+    async def _load(self, key_hash: str, load: Callable[[], Awaitable[Principal | None]],
+                    generation: int) -> Principal | None:
         principal = await load()
-        ttl = self.ttl if principal is not None else self.negative_ttl
-        self._entries[key_hash] = (now + ttl, principal)
-        self._entries.move_to_end(key_hash)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if generation == self._generation:
+            ttl = self.ttl if principal is not None else self.negative_ttl
+            self._entries[key_hash] = (time.monotonic() + ttl, principal)
+            self._entries.move_to_end(key_hash)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
         return principal
 
     def drop(self, key_ids: set[str] = frozenset(), owner_ids: set[str] = frozenset()) -> int:
         """Forget the principals of these keys and of every key of these owners."""
         if not key_ids and not owner_ids:
             return 0
+        self._generation += 1
         stale = [
             key_hash
             for key_hash, (_, principal) in self._entries.items()
@@ -98,4 +130,5 @@ class PrincipalCache:
         self.drop(key_ids={key_id})
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
