@@ -12,10 +12,19 @@ services/auth/changes.py).
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("lockgate.auth.principals")
+
+#: Seconds past its TTL an expired principal may still be used while it is being
+#: re-read: long enough for a read behind a burst of Checks, short enough that a
+#: database outage does not stretch the TTL's backstop much (docs/security.md).
+STALE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +68,28 @@ class Principal:
 class PrincipalCache:
     """Credential hash -> Principal (or None for unknown keys), LRU-bounded, with TTL.
 
-    One load per credential at a time: when an entry expires under load, every
-    Check that misses it at once waits for the same database read instead of
-    each making its own (a burst of identical queries every TTL, in the tail
-    of every Check that waited behind them). A load that a drop or clear
-    overtakes answers its callers but is not cached: what it read may be what
-    the change just revoked.
+    - **One load per credential at a time.** Checks that miss an entry while
+      it is being read wait for that read, instead of each making its own (a
+      burst of identical queries every TTL, in the tail of every Check).
+    - **An expired principal is used while it is re-read** (for at most
+      `stale_seconds` past its expiry): a hot key's Checks never wait for the
+      database, which under a burst answers only as fast as the event loop
+      gets round to it (Envoy fails a Check closed after 2 s). Revocations do
+      not wait for the TTL: the change feed drops their entries (`drop`).
+    - **A load that a drop or clear overtakes** answers its callers but is not
+      cached: what it read may be what the change just revoked.
     """
 
-    def __init__(self, ttl_seconds: float, max_entries: int = 100_000, negative_ttl: float = 2.0):
+    def __init__(self, ttl_seconds: float, max_entries: int = 100_000, negative_ttl: float = 2.0,
+                 stale_seconds: float | None = None):
         self.ttl = ttl_seconds
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
+        #: How long past its expiry a principal may be used while it is re-read
+        #: (default: STALE_SECONDS, or the TTL if shorter). Unknown keys are never
+        #: used stale.
+        self.stale_seconds = (min(ttl_seconds, STALE_SECONDS) if stale_seconds is None
+                              else stale_seconds)
         self._entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         #: Loads in flight, by credential hash (at most one each).
         self._loading: dict[str, asyncio.Task[Principal | None]] = {}
@@ -81,24 +100,35 @@ class PrincipalCache:
         self, key_hash: str, load: Callable[[], Awaitable[Principal | None]]
     ) -> Principal | None:
         hit = self._entries.get(key_hash)
-        if hit is not None and hit[0] > time.monotonic():
-            self._entries.move_to_end(key_hash)
-            return hit[1]
+        if hit is not None:
+            expires, principal = hit
+            now = time.monotonic()
+            if expires > now:
+                self._entries.move_to_end(key_hash)
+                return principal
+            if principal is not None and now < expires + self.stale_seconds:
+                self._reload(key_hash, load)
+                return principal
+        # Shielded: a caller that goes away (its client hung up) does not cancel
+        # the load the others wait for.
+        return await asyncio.shield(self._reload(key_hash, load))
+
+    def _reload(self, key_hash: str, load: Callable[[], Awaitable[Principal | None]]
+                ) -> asyncio.Task[Principal | None]:
+        """The load of this credential in flight, started now if there is none."""
         task = self._loading.get(key_hash)
         if task is None:
             task = asyncio.ensure_future(self._load(key_hash, load, self._generation))
             self._loading[key_hash] = task
-            task.add_done_callback(self._loaded)
-        # Shielded: a caller that goes away (its client hung up) does not cancel
-        # the load the others wait for.
-        return await asyncio.shield(task)
+            task.add_done_callback(functools.partial(self._loaded, key_hash))
+        return task
 
-    def _loaded(self, task: asyncio.Task[Principal | None]) -> None:
-        for key_hash, loading in list(self._loading.items()):
-            if loading is task:
-                del self._loading[key_hash]
-        if not task.cancelled():
-            task.exception()  # retrieved: its callers may all have gone away
+    def _loaded(self, key_hash: str, task: asyncio.Task[Principal | None]) -> None:
+        if self._loading.get(key_hash) is task:
+            del self._loading[key_hash]
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here too: a background re-read may have no caller at all.
+            log.warning("key lookup failed", extra={"error": str(task.exception())})
 
     async def _load(self, key_hash: str, load: Callable[[], Awaitable[Principal | None]],
                     generation: int) -> Principal | None:

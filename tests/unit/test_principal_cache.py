@@ -1,9 +1,11 @@
 """services/auth/principals.py PrincipalCache: one database load per credential
-at a time, and a load overtaken by a revocation is not cached."""
+at a time, an expired principal used while it is re-read, and a load
+overtaken by a revocation not cached."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -41,7 +43,7 @@ async def test_concurrent_misses_share_one_load():
 
 
 async def test_an_expired_entry_is_loaded_again():
-    cache, load = PrincipalCache(0.01), Loader()
+    cache, load = PrincipalCache(0.01, stale_seconds=0), Loader()
     load.release.set()
     await cache.get("h", load)
     await asyncio.sleep(0.02)
@@ -100,3 +102,54 @@ async def test_unknown_keys_are_cached_briefly():
     await asyncio.sleep(0.02)
     await cache.get("h", load)
     assert load.calls == 2
+
+
+async def test_an_expired_principal_is_used_while_it_is_read_again():
+    cache, load = PrincipalCache(0.2, stale_seconds=60), Loader()
+    load.release.set()
+    await cache.get("h", load)
+    await asyncio.sleep(0.25)
+    load.release.clear()  # the database is slow now
+    load.result = dataclasses.replace(ALICE, roles=("viewer",))
+    # Answered at once, from the expired entry; one re-read started for all.
+    answers = await asyncio.gather(*(cache.get("h", load) for _ in range(10)))
+    assert answers == [ALICE] * 10
+    assert load.calls == 2
+    load.release.set()
+    await asyncio.sleep(0.01)  # the re-read lands
+    assert (await cache.get("h", load)).roles == ("viewer",)
+    assert load.calls == 2
+
+
+async def test_past_the_stale_window_callers_wait_for_the_database():
+    cache, load = PrincipalCache(0.01, stale_seconds=0.01), Loader()
+    load.release.set()
+    await cache.get("h", load)
+    await asyncio.sleep(0.05)
+    load.release.clear()
+    waiting = asyncio.create_task(cache.get("h", load))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    load.release.set()
+    assert await waiting == ALICE
+
+
+async def test_an_unknown_key_is_never_answered_stale():
+    cache, load = PrincipalCache(60, negative_ttl=0.01, stale_seconds=60), Loader(result=None)
+    load.release.set()
+    assert await cache.get("h", load) is None
+    await asyncio.sleep(0.02)
+    load.result = ALICE  # the key exists now
+    assert await cache.get("h", load) == ALICE
+
+
+async def test_a_failed_re_read_is_logged_and_the_expired_principal_kept(caplog):
+    cache, load = PrincipalCache(0.01, stale_seconds=60), Loader()
+    load.release.set()
+    await cache.get("h", load)
+    await asyncio.sleep(0.02)
+    load.fail = OSError("database is locked")
+    assert await cache.get("h", load) == ALICE
+    await asyncio.sleep(0.01)  # the re-read fails
+    assert "key lookup failed" in caplog.text
+    assert await cache.get("h", load) == ALICE  # still within the stale window
