@@ -64,7 +64,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "service": self._service_of(record.name) if self._owners else self.service,
+            "service": self._service_of(record.name),
             "logger": record.name,
             "msg": record.getMessage(),
         }

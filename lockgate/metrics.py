@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics_core import Metric
 
+from lockgate.stack.layout import SERVICES
+
 __all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "Counter", "Gauge", "Histogram",
            "start_metrics_server"]
 
@@ -38,8 +40,6 @@ HTTP_LATENCY = Histogram(
 )
 
 
-#: The services, as named in `service` labels and `lockgate_<service>_` metric names.
-SERVICES = ("auth", "ledger", "registry", "router")
 #: Labels that say which service a sample belongs to (webhooks name their `source`).
 _OWNER_LABELS = ("service", "source")
 
@@ -58,6 +58,7 @@ class ServiceMetrics:
         self.process_wide = process_wide
         self.registry = registry
         self._own = f"lockgate_{service}_"
+        # The services, as named in `service` labels and `lockgate_<service>_` names.
         self._others = tuple(f"lockgate_{s}_" for s in SERVICES if s != service)
 
     def collect(self) -> Iterator[Metric]:

@@ -31,6 +31,15 @@ class Loader:
         return self.result
 
 
+async def loaded_then_expired(cache: PrincipalCache, load: Loader, wait: float) -> None:
+    """One load answered at once, then `wait` seconds: the entry has expired, and
+    the database is slow again (until the test releases it)."""
+    load.release.set()
+    await cache.get("h", load)
+    await asyncio.sleep(wait)
+    load.release.clear()
+
+
 async def test_concurrent_misses_share_one_load():
     cache, load = PrincipalCache(60), Loader()
     callers = [asyncio.create_task(cache.get("h", load)) for _ in range(50)]
@@ -44,9 +53,8 @@ async def test_concurrent_misses_share_one_load():
 
 async def test_an_expired_entry_is_loaded_again():
     cache, load = PrincipalCache(0.01, stale_seconds=0), Loader()
+    await loaded_then_expired(cache, load, 0.02)
     load.release.set()
-    await cache.get("h", load)
-    await asyncio.sleep(0.02)
     await cache.get("h", load)
     assert load.calls == 2
 
@@ -106,10 +114,7 @@ async def test_unknown_keys_are_cached_briefly():
 
 async def test_an_expired_principal_is_used_while_it_is_read_again():
     cache, load = PrincipalCache(0.2, stale_seconds=60), Loader()
-    load.release.set()
-    await cache.get("h", load)
-    await asyncio.sleep(0.25)
-    load.release.clear()  # the database is slow now
+    await loaded_then_expired(cache, load, 0.25)
     load.result = dataclasses.replace(ALICE, roles=("viewer",))
     # Answered at once, from the expired entry; one re-read started for all.
     answers = await asyncio.gather(*(cache.get("h", load) for _ in range(10)))
@@ -123,10 +128,7 @@ async def test_an_expired_principal_is_used_while_it_is_read_again():
 
 async def test_past_the_stale_window_callers_wait_for_the_database():
     cache, load = PrincipalCache(0.01, stale_seconds=0.01), Loader()
-    load.release.set()
-    await cache.get("h", load)
-    await asyncio.sleep(0.05)
-    load.release.clear()
+    await loaded_then_expired(cache, load, 0.05)
     waiting = asyncio.create_task(cache.get("h", load))
     await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -145,9 +147,8 @@ async def test_an_unknown_key_is_never_answered_stale():
 
 async def test_a_failed_re_read_is_logged_and_the_expired_principal_kept(caplog):
     cache, load = PrincipalCache(0.01, stale_seconds=60), Loader()
+    await loaded_then_expired(cache, load, 0.02)
     load.release.set()
-    await cache.get("h", load)
-    await asyncio.sleep(0.02)
     load.fail = OSError("database is locked")
     assert await cache.get("h", load) == ALICE
     await asyncio.sleep(0.01)  # the re-read fails
