@@ -36,6 +36,9 @@ from lockgate.stack.ephemeral import EphemeralStack
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 GATEWAY = ROOT / "gateway.yaml"
+#: Admission tickets live 1 s and the router hands unused ones back every 0.25 s:
+#: after this, a run's request counts are final.
+TICKETS_BACK_SECONDS = 1.5
 BODY = json.dumps(
     {"model": "demo", "messages": [{"role": "user", "content": "Benchmark the gateway, please."}]}
 )
@@ -105,8 +108,14 @@ def governance_checks(stack) -> dict[str, dict[str, int]]:
     (take the difference of two readings, `checks_since`):
     - `requests`: the ledger's request-limit checks by outcome (`ok` counted,
       `over_limit`, `unlimited`, `error`: counters unreachable, allowed);
+    - `requests_counted`: the requests those checks counted (`counted`, also
+      ahead of their calls for admission tickets) and took back (`uncounted`:
+      tickets handed back unused; `window_ended`: handed back after their
+      minute ended, nothing to take back). Once the run's unused tickets are
+      back, counted - uncounted - window_ended is the number of calls;
     - `admission`: the router's admission checks by outcome (`unavailable`:
-      the ledger did not answer in time and the call went ahead unchecked);
+      the ledger did not answer in time and the call went ahead unchecked;
+      `ticket`: admitted ahead, see services/router/admission_tickets.py);
     - `edge_limiter`: Envoy's rate limit filter, which only gRPC calls to the
       router pass (`failure_mode_allowed`: let through unchecked). The bench's
       REST calls do not: the router's admission counts them."""
@@ -122,6 +131,8 @@ def governance_checks(stack) -> dict[str, dict[str, int]]:
     return {
         "requests": _prometheus(ledger, "lockgate_ledger_rate_limit_checks_total", "outcome",
                                 kind="requests"),
+        "requests_counted": _prometheus(ledger, "lockgate_ledger_rate_limit_requests_total",
+                                        "outcome"),
         "admission": _prometheus(router, "lockgate_router_admissions_total", "outcome"),
         "edge_limiter": edge,
     }
@@ -182,7 +193,9 @@ def main() -> int:
             governed = wrk(governed_url, concurrency, args.seconds, stack.admin_key)
             # Every governed call must have been counted against the rate limits:
             # a call let through unchecked (the ledger did not answer in time) is
-            # a governance gap, reported beside the throughput it bought.
+            # a governance gap, reported beside the throughput it bought. Read once
+            # the run's unused admission tickets are back.
+            time.sleep(TICKETS_BACK_SECONDS)
             governed["governance_checks"] = checks_since(checks_before, governance_checks(stack))
             row = {
                 "concurrency": concurrency,
@@ -199,6 +212,7 @@ def main() -> int:
             f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
             stack.admin_key, streams=args.streams, lockgate_pids=lockgate_pids(stack),
         )
+        time.sleep(TICKETS_BACK_SECONDS)
         results["s2_streaming"]["governed"]["governance_checks"] = checks_since(
             checks_before, governance_checks(stack))
         print(json.dumps(results["s2_streaming"]))

@@ -225,11 +225,7 @@ class BudgetBook:
         """Hold `amount` on every budget's current period, or refuse naming the hard
         budget that would be exceeded."""
         now = self.clock()
-        periods = {b.budget_id: period_at(b.period, b.timezone, now) for b in budgets}
-        for budget in budgets:
-            await self._level(budget, periods[budget.budget_id])
-        holds = [Hold(counter_key(b, periods[b.budget_id]), b.amount_micro_usd if b.hard else None)
-                 for b in budgets]
+        periods, holds = await self._holds(budgets, now)
         refused = await self.counters.reserve(request_id, holds, amount, ttl_seconds)
         if refused is None:
             return None
@@ -238,6 +234,45 @@ class BudgetBook:
         level = await self.counters.level(refused) or Level(0, 0)
         return Refusal(budget, period, self._refusal_message(budget, period, level, amount),
                        period.seconds_left(now))
+
+    async def _holds(self, budgets: Sequence[Budget], now: datetime
+                     ) -> tuple[dict[str, Period], list[Hold]]:
+        """Each budget's current period (by budget id), seeded, and its hold."""
+        periods = {b.budget_id: period_at(b.period, b.timezone, now) for b in budgets}
+        for budget in budgets:
+            await self._level(budget, periods[budget.budget_id])
+        holds = [Hold(counter_key(b, periods[b.budget_id]), b.amount_micro_usd if b.hard else None)
+                 for b in budgets]
+        return periods, holds
+
+    async def room(self, budgets: Sequence[Budget]) -> int | None:
+        """The least left in the current period of the hard budgets, after what is
+        spent and reserved (None: none of them is hard)."""
+        now = self.clock()
+        left = None
+        for budget in budgets:
+            if budget.hard:
+                level = await self._level(budget, period_at(budget.period, budget.timezone, now))
+                room = budget.amount_micro_usd - level.spent - level.reserved
+                left = room if left is None else min(left, room)
+        return left
+
+    async def reserve_tickets(self, ticket_ids: Sequence[str], budgets: Sequence[Budget],
+                              amount: int, ttl_seconds: float) -> int:
+        """Reserve `amount` for each admission ticket in turn, as `reserve` does for a
+        call, until one does not fit; returns how many were reserved."""
+        if not budgets:
+            return len(ticket_ids)
+        _, holds = await self._holds(budgets, self.clock())
+        for reserved, ticket_id in enumerate(ticket_ids):
+            if await self.counters.reserve(ticket_id, holds, amount, ttl_seconds) is not None:
+                return reserved
+        return len(ticket_ids)
+
+    async def release(self, ticket_ids: Sequence[str]) -> None:
+        """Drop the reservations of admission tickets returned unused."""
+        for ticket_id in ticket_ids:
+            await self.counters.settle(ticket_id, [])
 
     @staticmethod
     def _refusal_message(budget: Budget, period: Period, level: Level, amount: int) -> str:
@@ -259,7 +294,9 @@ class BudgetBook:
                 period = period_at(budget.period, budget.timezone, at)
                 periods[counter_key(budget, period)] = (budget, period)
                 costs.append((counter_key(budget, period), int(entry.get("cost_micro_usd") or 0)))
-            levels = await self.counters.settle(entry["request_id"], costs)
+            # A call admitted on a ticket settles the ticket's reservation.
+            reservation = entry.get("admission_id") or entry["request_id"]
+            levels = await self.counters.settle(reservation, costs)
             for key, level in levels.items():
                 budget, period = periods[key]
                 await self.alerts.check(budget, period, level.spent)

@@ -1,5 +1,5 @@
-"""LedgerService RPCs SetBudget, ListBudgets, DeleteBudget and Admit: convert,
-call the service, convert."""
+"""LedgerService RPCs SetBudget, ListBudgets, DeleteBudget, Admit and
+ReturnTickets: convert, call the service, convert."""
 
 from __future__ import annotations
 
@@ -54,24 +54,45 @@ class BudgetRpcs:
     async def Admit(self, request: pb.AdmitRequest, context) -> pb.AdmitResponse:
         return await admit(self.gate, request)
 
+    async def ReturnTickets(self, request: pb.ReturnTicketsRequest, context
+                            ) -> pb.ReturnTicketsResponse:
+        return await return_tickets(self.gate, request)
 
-async def admit(gate: Gate, request: pb.AdmitRequest) -> pb.AdmitResponse:
-    """Admit over either transport (gRPC, or services/ledger/admit_http.py)."""
+
+def _scopes(request: pb.AdmitRequest | pb.ReturnTicketsRequest) -> CallScopes:
     # Internal (router -> ledger; denied at the edge): the scopes come in the request.
-    scopes = CallScopes(
+    return CallScopes(
         tenant_id=request.tenant_id, team_id=request.team_id, key_id=request.key_id,
         subscription_id=request.subscription_id, alias=request.alias,
     )
+
+
+async def admit(gate: Gate, request: pb.AdmitRequest) -> pb.AdmitResponse:
+    """Admit over either transport (gRPC, or services/ledger/admit_http.py)."""
     result = await gate.admit(
-        request.request_id, scopes, max_cost_micro_usd=request.max_cost_micro_usd,
+        request.request_id, _scopes(request), max_cost_micro_usd=request.max_cost_micro_usd,
         estimated_tokens=request.estimated_tokens,
         ttl_seconds=request.reservation_ttl_seconds, count_requests=request.count_requests,
-        cache_hit=request.cache_hit,
+        cache_hit=request.cache_hit, tickets=request.tickets,
+        ticket_max_cost_micro_usd=request.ticket_max_cost_micro_usd,
+        ticket_tokens=request.ticket_tokens,
     )
+    tickets = result.tickets
     return pb.AdmitResponse(
         admitted=result.admitted, code=result.code, message=result.message,
         retry_after_seconds=result.retry_after_seconds, token_limit=result.token_limit,
         token_remaining=result.token_remaining, token_reset_ms=result.token_reset_ms,
         unrestricted_ttl_ms=result.unrestricted_ttl_ms, request_limit=result.request_limit,
         request_remaining=result.request_remaining, request_reset_ms=result.request_reset_ms,
+        ticket_ids=tickets.ids, ticket_ttl_ms=tickets.ttl_ms,
+        ticket_window_start_ms=tickets.window_start_ms,
     )
+
+
+async def return_tickets(gate: Gate, request: pb.ReturnTicketsRequest
+                         ) -> pb.ReturnTicketsResponse:
+    """ReturnTickets over either transport."""
+    await gate.return_tickets(_scopes(request), list(request.ticket_ids),
+                              count_requests=request.count_requests,
+                              window_start_ms=request.window_start_ms)
+    return pb.ReturnTicketsResponse()

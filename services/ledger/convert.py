@@ -44,6 +44,8 @@ def entry_from_proto(msg: pb.UsageEntry) -> dict:
         # Taken out by LedgerService.record() into call_bodies.
         "request_body": msg.request_body,
         "response_body": msg.response_body,
+        # Taken out by LedgerService.record() for its listeners (not stored).
+        "admission_id": msg.admission_id,
     }
 
 

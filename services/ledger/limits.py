@@ -45,6 +45,7 @@ from services.ledger.models import RateLimit
 from services.ledger.rate_counters import (
     REQUESTS,
     TOKENS,
+    WINDOW_MS,
     CountersUnavailable,
     RateCounters,
     Window,
@@ -80,6 +81,13 @@ CHECKS = Counter(
     "Rate limit checks: kind requests (edge) or tokens (admission); outcome ok,"
     " over_limit, unlimited (no limit applies) or error (counters unavailable: allowed)",
     ["kind", "outcome"],
+)
+REQUESTS_COUNTED = Counter(
+    "lockgate_ledger_rate_limit_requests_total",
+    "Requests counted against request limits (counted: by the edge, by admission and by"
+    " admission tickets ahead of their calls; uncounted: tickets handed back unused;"
+    " window_ended: handed back after their window ended, nothing to take back)",
+    ["outcome"],
 )
 
 
@@ -192,6 +200,31 @@ class TokenVerdict:
 _UNLIMITED_TOKENS = TokenVerdict(True, 0, 0, 0, 0, "")
 
 
+@dataclass(frozen=True, slots=True)
+class Room:
+    """What is left in the current window of a call's limits: the least of its
+    request limits and the least of its token limits (None: none applies), with
+    the limit each of those belongs to and when the window resets."""
+
+    requests: int | None
+    tokens: int | None
+    request_limit: int = 0
+    token_limit: int = 0
+    reset_ms: int = 0
+
+
+NO_LIMITS = Room(None, None)
+
+
+def _least(rules: Sequence[LimitRule], limits: Sequence[int], counts: Sequence[int]
+           ) -> tuple[int | None, int]:
+    """(what is left of the tightest limit, that limit); (None, 0) without rules."""
+    if not rules:
+        return None, 0
+    i = _tightest(rules, limits, counts, 0)
+    return limits[i] - counts[i], limits[i]
+
+
 def _tightest(rules: Sequence[LimitRule], limits: Sequence[int], used: Sequence[int],
               extra: int) -> int:
     """Index of the limit with the least room left after `extra` more."""
@@ -288,6 +321,7 @@ class RateLimitService:
         reset_ms = window.reset_ms(self._clock_ms())
         if acquired:
             CHECKS.labels("requests", "ok").inc()
+            REQUESTS_COUNTED.labels("counted").inc(hits)
             i = _tightest(rules, limits, counts, 0)
             return RequestVerdict(allowed=True, limit=limits[i],
                                   remaining=max(0, limits[i] - counts[i]), reset_ms=reset_ms)
@@ -304,6 +338,73 @@ class RateLimitService:
         return RequestVerdict(allowed=False, limit=limits[i],
                               remaining=max(0, limits[i] - counts[i]), reset_ms=reset_ms,
                               retry_after_seconds=retry, message=message)
+
+    # -- admission tickets: requests counted ahead of their calls ----------------------
+
+    async def room(self, scopes: CallScopes, *, count_requests: bool) -> Room:
+        """What is left of the call's request limits (when it counts requests) and
+        token limits in the current window. Counters out of reach: no room (a
+        ticket is never granted unchecked)."""
+        rules = self.index.applying(scopes)
+        requests = [r for r in rules if r.requests_per_minute > 0] if count_requests else []
+        tokens = [r for r in rules if r.tokens_per_minute > 0]
+        if not requests and not tokens:
+            return NO_LIMITS
+        window = Window.at(self._clock_ms())
+        names = [r.counter(REQUESTS) for r in requests] + [r.counter(TOKENS) for r in tokens]
+        try:
+            counts = await self.counters.read(window, names)
+        except CountersUnavailable as exc:
+            self._warn(exc)
+            return Room(0 if requests else None, 0 if tokens else None)
+        request_left, request_limit = _least(
+            requests, [r.requests_per_minute for r in requests], counts[:len(requests)])
+        token_left, token_limit = _least(
+            tokens, [r.tokens_per_minute for r in tokens], counts[len(requests):])
+        return Room(request_left, token_left, request_limit, token_limit,
+                    window.reset_ms(self._clock_ms()))
+
+    def now_ms(self) -> int:
+        return self._clock_ms()
+
+    async def count_ahead(self, scopes: CallScopes, hits: int) -> Window | None:
+        """Count `hits` requests now, for calls still to come (all or nothing, as
+        `acquire_requests`); returns the window they were counted in, or None when
+        they do not fit or the counters are out of reach."""
+        rules = [r for r in self.index.applying(scopes) if r.requests_per_minute > 0]
+        window = Window.at(self._clock_ms())
+        if not rules or hits <= 0:
+            return window
+        try:
+            acquired, _ = await self.counters.acquire(
+                window, [r.counter(REQUESTS) for r in rules],
+                [r.requests_per_minute for r in rules], hits)
+        except CountersUnavailable as exc:
+            self._warn(exc)
+            return None
+        if not acquired:
+            return None
+        REQUESTS_COUNTED.labels("counted").inc(hits)
+        return window
+
+    async def uncount(self, scopes: CallScopes, hits: int, window_start_ms: int) -> None:
+        """Take back `hits` requests counted ahead (`count_ahead`) in the window that
+        starts at `window_start_ms`, while it lasts; nothing once it has ended."""
+        if hits <= 0 or window_start_ms <= 0 or window_start_ms % WINDOW_MS:
+            return
+        window = Window(window_start_ms)
+        rules = [r for r in self.index.applying(scopes) if r.requests_per_minute > 0]
+        if not rules:
+            return
+        if window.end_ms <= self._clock_ms():
+            REQUESTS_COUNTED.labels("window_ended").inc(hits)
+            return
+        try:
+            await self.counters.add(window, [r.counter(REQUESTS) for r in rules], -hits)
+        except CountersUnavailable as exc:
+            self._warn(exc)
+            return
+        REQUESTS_COUNTED.labels("uncounted").inc(hits)
 
     # -- tokens (admission) ----------------------------------------------------------
 
@@ -390,6 +491,9 @@ class RateLimitService:
 
     def _counters_failed(self, exc: CountersUnavailable, kind: str) -> None:
         CHECKS.labels(kind, "error").inc()
+        self._warn(exc)
+
+    def _warn(self, exc: CountersUnavailable) -> None:
         now = time.monotonic()
         if now - self._warned_at >= 60:  # at most one line a minute in an outage
             self._warned_at = now

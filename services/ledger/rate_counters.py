@@ -90,7 +90,8 @@ class RateCounters(Protocol):
         ...
 
     async def add(self, window: Window, names: Sequence[str], amount: int) -> None:
-        """Add `amount` to every counter (no limit check)."""
+        """Add `amount` to every counter (no limit check; a negative amount takes
+        back what was counted)."""
         ...
 
     async def read(self, window: Window, names: Sequence[str]) -> list[int]:
@@ -136,7 +137,9 @@ class MemoryCounters:
         if counts is None:
             return  # an ended window no longer limits anything
         for name in names:
-            counts[name] = counts.get(name, 0) + amount
+            # Never below 0: requests handed back to a ledger that restarted
+            # since they were counted must not make room beyond the limit.
+            counts[name] = max(0, counts.get(name, 0) + amount)
 
     async def read(self, window: Window, names: Sequence[str]) -> list[int]:
         counts = self._counts(window)

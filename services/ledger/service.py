@@ -63,11 +63,16 @@ class LedgerService:
                 entry["created_at"] = datetime.now(UTC)
             unique.setdefault(request_id, entry)
         bodies = pop_bodies(unique.values())  # to call_bodies, never to usage_entries
+        # The ticket a call was admitted on settles its reservation; not stored.
+        admission_ids = {request_id: entry.pop("admission_id", "")
+                         for request_id, entry in unique.items()}
         async with self.sessions() as session, session.begin():
             inserted = await UsageStore(session).insert_new(list(unique.values()))
             await store_bodies(session, bodies, inserted)
         if inserted and self.listeners:
             new = [entry for request_id, entry in unique.items() if request_id in inserted]
+            for entry in new:
+                entry["admission_id"] = admission_ids[entry["request_id"]]
             for listener in self.listeners:
                 try:
                     await listener.usage_recorded(new)

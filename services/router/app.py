@@ -74,6 +74,10 @@ class RouterSettings(PolicySettings):
     admission_failure_mode: Literal["open", "closed"] = "open"
     #: How long an admission check may take before the failure mode applies.
     admission_timeout_seconds: float = 1.0
+    #: Ask the ledger for admission tickets for busy callers, so that most of their
+    #: calls go ahead without a round trip (services/router/admission_tickets.py);
+    #: false: every call asks for itself.
+    admission_tickets: bool = True
     #: Output tokens a budget reservation assumes when a request sets no max_tokens.
     default_max_output_tokens: int = 4096
     #: The registry, whose watch stream carries the prompt APIs the router invokes
@@ -134,6 +138,7 @@ class RouterApp:
                 failure_mode=self.settings.admission_failure_mode,
                 timeout_seconds=self.settings.admission_timeout_seconds,
                 default_max_output_tokens=self.settings.default_max_output_tokens,
+                tickets=self.settings.admission_tickets,
             ),
         )
         # The tokenizer takes ~0.5 s to load: not on the first request that needs it.
@@ -167,6 +172,8 @@ class RouterApp:
         # Hot reload of the gateway config and of the routing policy.
         self.server.background += [self.watcher, self.policy]
         self.server.background.append(self.price_sync)  # admin-set prices
+        # Hands back unused admission tickets; closed before the admit client.
+        self.server.background.append(router.admission)
         if governance is not None:
             self.server.background.append(governance)  # prompt APIs from the registry
         if self.decisions is not None:

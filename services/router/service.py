@@ -117,6 +117,8 @@ class Call:
     counts_requests: bool = False
     #: What the call sent and got back, when its API opted in to body logging.
     bodies: BodyCapture | None = None
+    #: The admission ticket the call went ahead on ("": admitted by its own id).
+    admission_id: str = ""
 
     @property
     def cache_hit(self) -> bool:
@@ -495,6 +497,7 @@ class Router:
                 api_id=call.caller.api_id,
                 api_version=call.caller.api_version,
                 subscription_id=call.caller.subscription_id,
+                admission_id=call.admission_id,
                 **(self.body_log.entry_fields(call.bodies) if call.bodies is not None else {}),
             )
         )

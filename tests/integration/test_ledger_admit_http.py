@@ -6,30 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import pytest
 
 from lockgate import ledger_admit_http as admit_http
 from lockgate.identity import KEY_ID, ROLES, TENANT_ID
 from lockgate.lean_http import HttpCallFailed, LeanHttpClient, LeanHttpServer, response
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
-from lockgate.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from tests.conftest import free_port
-from tests.integration.router_harness import admit_port, start_ledger
 
 ADMIN = ((TENANT_ID, "ten_a"), (KEY_ID, "key_admin"), (ROLES, "tenant_admin"))
-
-
-@pytest.fixture
-async def ledger(tmp_path):
-    server, engine, port = await start_ledger(tmp_path)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    client = LeanHttpClient("127.0.0.1", admit_port(server))
-    yield pb_grpc.LedgerServiceStub(channel), client
-    client.close()
-    await channel.close()
-    await server.stop(0)
-    await engine.dispose()
 
 
 def admit_request(request_id: str, cost: int) -> pb.AdmitRequest:
@@ -45,8 +30,8 @@ async def ask(client: LeanHttpClient, request: pb.AdmitRequest) -> pb.AdmitRespo
     return pb.AdmitResponse.FromString(reply.body)
 
 
-async def test_http_and_grpc_admit_reserve_on_the_same_budget(ledger):
-    stub, client = ledger
+async def test_http_and_grpc_admit_reserve_on_the_same_budget(admit_ledger):
+    stub, client = admit_ledger
     await stub.SetBudget(pb.SetBudgetRequest(scope="tenant", scope_id="ten_a",
                                              amount_micro_usd=1000, period="day", hard=True),
                          metadata=ADMIN)
@@ -63,8 +48,8 @@ async def test_http_and_grpc_admit_reserve_on_the_same_budget(ledger):
     assert (await ask(client, other)).unrestricted_ttl_ms > 0
 
 
-async def test_many_concurrent_calls_share_a_bounded_pool(ledger):
-    _, client = ledger
+async def test_many_concurrent_calls_share_a_bounded_pool(admit_ledger):
+    _, client = admit_ledger
     replies = await asyncio.gather(*(ask(client, admit_request(f"c{i}", 1)) for i in range(200)))
     assert all(r.admitted for r in replies)
     assert len(client.idle) <= 32
@@ -76,8 +61,8 @@ async def test_many_concurrent_calls_share_a_bounded_pool(ledger):
      b"request_id is required"),
     ("/lockgate.ledger.v1.LedgerService/RecordUsage", b"", 404, b"unknown path"),
 ])
-async def test_bad_requests_are_refused_clearly(ledger, path, body, status, text):
-    _, client = ledger
+async def test_bad_requests_are_refused_clearly(admit_ledger, path, body, status, text):
+    _, client = admit_ledger
     reply = await client.post(path, body, admit_http.CONTENT_TYPE, within=5)
     assert reply.status == status
     assert text in reply.body

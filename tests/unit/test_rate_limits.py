@@ -93,6 +93,18 @@ async def test_acquire_is_all_or_nothing():
     assert await counters.acquire(w, ["b"], [5], 1) == (False, [5])
 
 
+async def test_taking_back_never_goes_below_zero():
+    counters = MemoryCounters(Clock(MINUTE + 1000))
+    w = Window.at(MINUTE + 1000)
+    await counters.add(w, ["a", "b"], 3)
+    await counters.add(w, ["a", "b"], -2)
+    assert await counters.read(w, ["a", "b"]) == [1, 1]
+    # More than was counted (a ledger restarted since): no room beyond the limit.
+    await counters.add(w, ["a", "c"], -5)
+    assert await counters.read(w, ["a", "c"]) == [0, 0]
+    assert await counters.acquire(w, ["a"], [1], 2) == (False, [0])
+
+
 async def test_ended_windows_are_dropped_and_never_counted_again():
     clock = Clock(MINUTE + 1000)
     counters = MemoryCounters(clock)

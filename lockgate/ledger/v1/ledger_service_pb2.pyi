@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageEntry(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "key_id", "alias", "deployment", "provider", "provider_model", "usage", "latency_ms", "ttft_ms", "status", "error_type", "streamed", "create_time", "cache_hit", "operation", "attempts", "cost_micro_usd", "price_source", "team_id", "principal", "api_id", "api_version", "subscription_id", "request_body", "response_body")
+    __slots__ = ("request_id", "tenant_id", "key_id", "alias", "deployment", "provider", "provider_model", "usage", "latency_ms", "ttft_ms", "status", "error_type", "streamed", "create_time", "cache_hit", "operation", "attempts", "cost_micro_usd", "price_source", "team_id", "principal", "api_id", "api_version", "subscription_id", "request_body", "response_body", "admission_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class UsageEntry(_message.Message):
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_BODY_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_BODY_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     key_id: str
@@ -65,7 +66,8 @@ class UsageEntry(_message.Message):
     subscription_id: str
     request_body: str
     response_body: str
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., alias: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., latency_ms: _Optional[int] = ..., ttft_ms: _Optional[int] = ..., status: _Optional[str] = ..., error_type: _Optional[str] = ..., streamed: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., operation: _Optional[str] = ..., attempts: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., price_source: _Optional[str] = ..., team_id: _Optional[str] = ..., principal: _Optional[str] = ..., api_id: _Optional[str] = ..., api_version: _Optional[str] = ..., subscription_id: _Optional[str] = ..., request_body: _Optional[str] = ..., response_body: _Optional[str] = ...) -> None: ...
+    admission_id: str
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., alias: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., latency_ms: _Optional[int] = ..., ttft_ms: _Optional[int] = ..., status: _Optional[str] = ..., error_type: _Optional[str] = ..., streamed: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., operation: _Optional[str] = ..., attempts: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., price_source: _Optional[str] = ..., team_id: _Optional[str] = ..., principal: _Optional[str] = ..., api_id: _Optional[str] = ..., api_version: _Optional[str] = ..., subscription_id: _Optional[str] = ..., request_body: _Optional[str] = ..., response_body: _Optional[str] = ..., admission_id: _Optional[str] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("entries",)
@@ -389,7 +391,7 @@ class DeleteRateLimitResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "team_id", "key_id", "subscription_id", "alias", "max_cost_micro_usd", "estimated_tokens", "reservation_ttl_seconds", "count_requests", "cache_hit")
+    __slots__ = ("request_id", "tenant_id", "team_id", "key_id", "subscription_id", "alias", "max_cost_micro_usd", "estimated_tokens", "reservation_ttl_seconds", "count_requests", "cache_hit", "tickets", "ticket_max_cost_micro_usd", "ticket_tokens")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +403,9 @@ class AdmitRequest(_message.Message):
     RESERVATION_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COUNT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    TICKETS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_MAX_COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    TICKET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     team_id: str
@@ -412,10 +417,13 @@ class AdmitRequest(_message.Message):
     reservation_ttl_seconds: int
     count_requests: int
     cache_hit: bool
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., team_id: _Optional[str] = ..., key_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., alias: _Optional[str] = ..., max_cost_micro_usd: _Optional[int] = ..., estimated_tokens: _Optional[int] = ..., reservation_ttl_seconds: _Optional[int] = ..., count_requests: _Optional[int] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
+    tickets: int
+    ticket_max_cost_micro_usd: int
+    ticket_tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., team_id: _Optional[str] = ..., key_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., alias: _Optional[str] = ..., max_cost_micro_usd: _Optional[int] = ..., estimated_tokens: _Optional[int] = ..., reservation_ttl_seconds: _Optional[int] = ..., count_requests: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., tickets: _Optional[int] = ..., ticket_max_cost_micro_usd: _Optional[int] = ..., ticket_tokens: _Optional[int] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
-    __slots__ = ("admitted", "code", "message", "retry_after_seconds", "token_limit", "token_remaining", "token_reset_ms", "unrestricted_ttl_ms", "request_limit", "request_remaining", "request_reset_ms")
+    __slots__ = ("admitted", "code", "message", "retry_after_seconds", "token_limit", "token_remaining", "token_reset_ms", "unrestricted_ttl_ms", "request_limit", "request_remaining", "request_reset_ms", "ticket_ids", "ticket_ttl_ms", "ticket_window_start_ms")
     ADMITTED_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -427,6 +435,9 @@ class AdmitResponse(_message.Message):
     REQUEST_LIMIT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_REMAINING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_RESET_MS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_IDS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
     admitted: bool
     code: str
     message: str
@@ -438,7 +449,34 @@ class AdmitResponse(_message.Message):
     request_limit: int
     request_remaining: int
     request_reset_ms: int
-    def __init__(self, admitted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., token_limit: _Optional[int] = ..., token_remaining: _Optional[int] = ..., token_reset_ms: _Optional[int] = ..., unrestricted_ttl_ms: _Optional[int] = ..., request_limit: _Optional[int] = ..., request_remaining: _Optional[int] = ..., request_reset_ms: _Optional[int] = ...) -> None: ...
+    ticket_ids: _containers.RepeatedScalarFieldContainer[str]
+    ticket_ttl_ms: int
+    ticket_window_start_ms: int
+    def __init__(self, admitted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ..., token_limit: _Optional[int] = ..., token_remaining: _Optional[int] = ..., token_reset_ms: _Optional[int] = ..., unrestricted_ttl_ms: _Optional[int] = ..., request_limit: _Optional[int] = ..., request_remaining: _Optional[int] = ..., request_reset_ms: _Optional[int] = ..., ticket_ids: _Optional[_Iterable[str]] = ..., ticket_ttl_ms: _Optional[int] = ..., ticket_window_start_ms: _Optional[int] = ...) -> None: ...
+
+class ReturnTicketsRequest(_message.Message):
+    __slots__ = ("tenant_id", "team_id", "key_id", "subscription_id", "alias", "count_requests", "ticket_ids", "window_start_ms")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_IDS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    team_id: str
+    key_id: str
+    subscription_id: str
+    alias: str
+    count_requests: int
+    ticket_ids: _containers.RepeatedScalarFieldContainer[str]
+    window_start_ms: int
+    def __init__(self, tenant_id: _Optional[str] = ..., team_id: _Optional[str] = ..., key_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., alias: _Optional[str] = ..., count_requests: _Optional[int] = ..., ticket_ids: _Optional[_Iterable[str]] = ..., window_start_ms: _Optional[int] = ...) -> None: ...
+
+class ReturnTicketsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CallRecord(_message.Message):
     __slots__ = ("request_id", "start_time", "http_method", "path", "response_code", "response_flags", "duration_ms", "request_bytes", "response_bytes", "upstream_cluster", "upstream_host", "tenant_id", "key_id", "usage", "request_body", "response_body")

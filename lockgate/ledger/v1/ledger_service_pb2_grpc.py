@@ -106,6 +106,11 @@ class LedgerServiceStub:
                 request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.SerializeToString,
                 response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.FromString,
                 _registered_method=True)
+        self.ReturnTickets = channel.unary_unary(
+                '/lockgate.ledger.v1.LedgerService/ReturnTickets',
+                request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsRequest.SerializeToString,
+                response_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsResponse.FromString,
+                _registered_method=True)
         self.ListCalls = channel.unary_unary(
                 '/lockgate.ledger.v1.LedgerService/ListCalls',
                 request_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ListCallsRequest.SerializeToString,
@@ -233,6 +238,15 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReturnTickets(self, request, context):
+        """Gives back admission tickets (AdmitResponse.ticket_ids) the router did not
+        use before they expired: their reservations are released and their
+        requests uncounted. No REST route; denied at the edge by policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCalls(self, request, context):
         """--- Call log -------------------------------------------------------------
 
@@ -315,6 +329,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.Admit,
                     request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.FromString,
                     response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.SerializeToString,
+            ),
+            'ReturnTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnTickets,
+                    request_deserializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsRequest.FromString,
+                    response_serializer=lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsResponse.SerializeToString,
             ),
             'ListCalls': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCalls,
@@ -702,6 +721,33 @@ class LedgerService:
             '/lockgate.ledger.v1.LedgerService/Admit',
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitRequest.SerializeToString,
             lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.AdmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockgate.ledger.v1.LedgerService/ReturnTickets',
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsRequest.SerializeToString,
+            lockgate_dot_ledger_dot_v1_dot_ledger__service__pb2.ReturnTicketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

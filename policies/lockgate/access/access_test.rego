@@ -134,8 +134,9 @@ test_record_usage_is_internal_even_for_admins if {
 	contains(d.reason, "/lockgate.ledger.v1.LedgerService/RecordUsage")
 }
 
-test_admit_is_internal if {
+test_admission_rpcs_are_internal if {
 	_decide(_platform_admin, _method("/lockgate.ledger.v1.LedgerService/Admit"), _present).code == "internal_method"
+	_decide(_platform_admin, _method("/lockgate.ledger.v1.LedgerService/ReturnTickets"), _present).code == "internal_method"
 }
 
 # -- 403: methods that need one of some roles ----------------------------------------------
