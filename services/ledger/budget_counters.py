@@ -53,6 +53,11 @@ class BudgetCounters(Protocol):
         hard cap it would break (None: reserved). Reserving a request id twice is a
         no-op (an Admit retried after a timeout)."""
 
+    async def reserve_each(self, ids: list[str], holds: list[Hold], amount: int,
+                           ttl_seconds: float) -> int:
+        """`reserve` for each id in turn (admission tickets), stopping at the first
+        that does not fit; returns how many were reserved."""
+
     async def settle(self, request_id: str, costs: list[tuple[str, int]]) -> dict[str, Level]:
         """Release the request's reservation and add each cost to its key's spend;
         returns the new levels of those keys."""
@@ -118,6 +123,13 @@ class MemoryCounters:
         heapq.heappush(self._expiry, (expires, request_id))
         return None
 
+    async def reserve_each(self, ids: list[str], holds: list[Hold], amount: int,
+                           ttl_seconds: float) -> int:
+        for reserved, request_id in enumerate(ids):
+            if await self.reserve(request_id, holds, amount, ttl_seconds) is not None:
+                return reserved
+        return len(ids)
+
     def _compact(self) -> None:
         """Drop the expiry entries of settled holds once they outnumber the live
         ones. Settling cannot take an entry out of the heap, and it would stay
@@ -155,12 +167,18 @@ class MemoryCounters:
         pass
 
 
-# KEYS: the counter hashes. ARGV: request id, amount, now ms, expires ms, ttl ms,
-# then one cap per key (-1: soft). Each hash has fields spent and reserved; its
-# holds are a hash (<key>:holds, request id -> amount) and a sorted set by expiry
-# (<key>:exp). The request's own record (hold:<request id>) lists its keys.
+# KEYS: the counter hashes. ARGV: amount, now ms, expires ms, ttl ms, the number
+# of caps (= #KEYS), one cap per key (-1: soft), then the request ids to reserve
+# for (one for a call; several for admission tickets). Each hash has fields
+# spent and reserved; its holds are a hash (<key>:holds, request id -> amount)
+# and a sorted set by expiry (<key>:exp). A request's own record (hold:<request
+# id>) lists its keys. Expired holds are dropped first. The ids are reserved in
+# order until one does not fit; an id already held counts as reserved (an Admit
+# retried after a timeout). Returns {how many were reserved, the index of the
+# key whose cap the next one would break (0: none)}.
 _RESERVE = """
-local rid, amount, now, expires, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local amount, now, expires, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local ncaps = tonumber(ARGV[5])
 for _, k in ipairs(KEYS) do
   local gone = redis.call('ZRANGEBYSCORE', k .. ':exp', '-inf', now)
   for _, old in ipairs(gone) do
@@ -172,23 +190,29 @@ for _, k in ipairs(KEYS) do
   end
   redis.call('ZREMRANGEBYSCORE', k .. ':exp', '-inf', now)
 end
-local record = 'lockgate:budget:hold:' .. rid
-if redis.call('EXISTS', record) == 1 then return 0 end
-for i, k in ipairs(KEYS) do
-  local cap = tonumber(ARGV[5 + i])
-  if cap >= 0 then
-    local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', k, 'reserved') or '0')
-    if spent + reserved + amount > cap then return i end
+local reserved = 0
+for j = 6 + ncaps, #ARGV do
+  local rid = ARGV[j]
+  local record = 'lockgate:budget:hold:' .. rid
+  if redis.call('EXISTS', record) == 0 then
+    for i, k in ipairs(KEYS) do
+      local cap = tonumber(ARGV[5 + i])
+      if cap >= 0 then
+        local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
+        local held = tonumber(redis.call('HGET', k, 'reserved') or '0')
+        if spent + held + amount > cap then return {reserved, i} end
+      end
+    end
+    for _, k in ipairs(KEYS) do
+      redis.call('HINCRBY', k, 'reserved', amount)
+      redis.call('HSET', k .. ':holds', rid, amount)
+      redis.call('ZADD', k .. ':exp', expires, rid)
+    end
+    redis.call('SET', record, table.concat(KEYS, ' '), 'PX', ttl)
   end
+  reserved = reserved + 1
 end
-for _, k in ipairs(KEYS) do
-  redis.call('HINCRBY', k, 'reserved', amount)
-  redis.call('HSET', k .. ':holds', rid, amount)
-  redis.call('ZADD', k .. ':exp', expires, rid)
-end
-redis.call('SET', record, table.concat(KEYS, ' '), 'PX', ttl)
-return 0
+return {reserved, 0}
 """
 
 # KEYS: the hashes to add cost to. ARGV: request id, then one cost per key.
@@ -239,26 +263,41 @@ class RedisCounters:
 
     async def reserve(self, request_id: str, holds: list[Hold], amount: int,
                       ttl_seconds: float) -> str | None:
-        if not holds:
-            return None
+        _, refused = await self._run_reserve([request_id], holds, amount, ttl_seconds)
+        return None if refused == 0 else holds[refused - 1].key
+
+    async def reserve_each(self, ids: list[str], holds: list[Hold], amount: int,
+                           ttl_seconds: float) -> int:
+        reserved, _ = await self._run_reserve(ids, holds, amount, ttl_seconds)
+        return reserved
+
+    async def _run_reserve(self, ids: list[str], holds: list[Hold], amount: int,
+                           ttl_seconds: float) -> tuple[int, int]:
+        """(how many of `ids` were reserved, 1 + the index of the hold whose cap
+        stopped them, 0: none did)."""
+        if not holds or not ids:
+            return len(ids), 0
         now = int(time.time() * 1000)
         ttl = max(1, int(ttl_seconds * 1000))
         caps = [-1 if h.cap is None else h.cap for h in holds]
         try:
-            refused = int(await self._reserve(
+            reserved, refused = await self._reserve(
                 keys=[self._k(h.key) for h in holds],
-                args=[request_id, amount, now, now + ttl, ttl, *caps],
-            ))
-            if refused == 0:
-                # Hashes live past their period; expiring them bounds Redis memory.
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for h in holds:
-                        for suffix in ("", ":holds", ":exp"):
-                            pipe.pexpire(self._k(h.key) + suffix, _KEY_TTL_MS)
-                    await pipe.execute()
+                args=[amount, now, now + ttl, ttl, len(caps), *caps, *ids],
+            )
+            if int(reserved):
+                await self._keep_alive(holds)
         except Exception as exc:  # redis.RedisError, OSError: the counters are out of reach
             raise ServiceUnavailable("the budget counters (Redis) are unreachable") from exc
-        return None if refused == 0 else holds[refused - 1].key
+        return int(reserved), int(refused)
+
+    async def _keep_alive(self, holds: list[Hold]) -> None:
+        """Hashes live past their period; expiring them bounds Redis memory."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for h in holds:
+                for suffix in ("", ":holds", ":exp"):
+                    pipe.pexpire(self._k(h.key) + suffix, _KEY_TTL_MS)
+            await pipe.execute()
 
     async def settle(self, request_id: str, costs: list[tuple[str, int]]) -> dict[str, Level]:
         raw = await self._settle(

@@ -264,10 +264,7 @@ class BudgetBook:
         if not budgets:
             return len(ticket_ids)
         _, holds = await self._holds(budgets, self.clock())
-        for reserved, ticket_id in enumerate(ticket_ids):
-            if await self.counters.reserve(ticket_id, holds, amount, ttl_seconds) is not None:
-                return reserved
-        return len(ticket_ids)
+        return await self.counters.reserve_each(list(ticket_ids), holds, amount, ttl_seconds)
 
     async def release(self, ticket_ids: Sequence[str]) -> None:
         """Drop the reservations of admission tickets returned unused."""
