@@ -51,7 +51,7 @@ from lockgate.ledger.v1 import ledger_service_pb2_grpc as ledger_grpc
 from lockgate.lru import BoundedLRU
 from lockgate.metrics import Counter
 from lockgate.periodic import Periodic
-from services.router.admission_tickets import CAP_HEADROOM, Grant, TicketBook
+from services.router.admission_tickets import CAP_HEADROOM, REFILL_AT, Grant, TicketBook
 from services.router.estimates import embeddings_usage
 from services.router.table import Deployment
 from services.router.tokens import estimate_prompt_tokens
@@ -218,7 +218,7 @@ class AdmissionClient:
             if taken is not None:
                 call.admission_id, headers = taken
                 ADMISSIONS.labels("ticket").inc()
-                if (wanted and 2 * self.tickets.unused(scopes) <= wanted
+                if (wanted and self.tickets.unused(scopes) <= wanted * REFILL_AT
                         and self.tickets.start_asking(scopes)):
                     self._spawn(self._refill(scopes, wanted, cost, tokens))
                 return headers

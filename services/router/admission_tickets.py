@@ -25,7 +25,11 @@ from lockgate import rate_headers
 from lockgate.ledger.v1 import ledger_service_pb2 as ledger_pb
 
 #: Tickets asked for at most at once (the ledger grants at most as many).
-MAX_WANTED = 64
+MAX_WANTED = 256
+#: More are asked for once no more than this share of a grant's worth is left:
+#: early, so that a ledger slowed for a moment (a batch of usage entries to
+#: write) does not leave calls to ask for themselves behind it.
+REFILL_AT = 0.75
 #: Scopes that made fewer calls than this in the last second ask for none: a
 #: grant and its return would cost more round trips than they save.
 MIN_WANTED = 4
