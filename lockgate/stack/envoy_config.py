@@ -16,7 +16,7 @@ _CLUSTER = """\
       connect_timeout: 1s
 {protocol}      circuit_breakers:
         thresholds:
-          - {{ max_connections: 10000, max_pending_requests: 10000, max_requests: 10000 }}
+          - {{ max_connections: {max_connections}, max_pending_requests: 10000, max_requests: 10000 }}
       load_assignment:
         cluster_name: {name}
         endpoints:
@@ -36,6 +36,18 @@ _HTTP2 = """\
             http2_protocol_options: { max_concurrent_streams: 1024 }
 """
 
+#: Connections Envoy opens to auth's access check, over its two workers. The
+#: listener answers one check per connection at a time on one event loop, so
+#: more connections add no throughput: past this, checks queue in Envoy (as
+#: pending requests, within ext_authz's timeout) instead of a burst of a
+#: thousand new streams becoming a thousand connects into auth, whose accepts
+#: and buffers competed with the streams and made some checks miss that
+#: timeout (docs/performance.md, S2).
+AUTH_CHECK_CONNECTIONS = 64
+#: The other clusters: gRPC multiplexes on a few connections anyway, and the
+#: router's HTTP/1.1 listener needs one per call in flight (a stream holds one).
+MAX_CONNECTIONS = 10000
+
 
 class EnvoyLayout(Protocol):
     http_port: int
@@ -54,11 +66,14 @@ def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
     # gRPC clusters by service; the router's is router_grpc: `router` is its HTTP
     # listener, where the REST inference calls go.
     grpc = {"auth": "auth", "router": "router_grpc", "ledger": "ledger", "registry": "registry"}
-    ports = {cluster: (getattr(layout, f"{name}_port"), _HTTP2) for name, cluster in grpc.items()}
-    ports["auth_check"] = (layout.auth_check_port, "")
-    ports["router"] = (layout.router_http_port, "")
-    clusters = "".join(_CLUSTER.format(name=name, port=port, protocol=protocol)
-                       for name, (port, protocol) in ports.items())
+    ports = {cluster: (getattr(layout, f"{name}_port"), _HTTP2, MAX_CONNECTIONS)
+             for name, cluster in grpc.items()}
+    ports["auth_check"] = (layout.auth_check_port, "", AUTH_CHECK_CONNECTIONS)
+    ports["router"] = (layout.router_http_port, "", MAX_CONNECTIONS)
+    clusters = "".join(
+        _CLUSTER.format(name=name, port=port, protocol=protocol, max_connections=limit)
+        for name, (port, protocol, limit) in ports.items()
+    )
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=listen_address,
         http_port=layout.http_port,

@@ -84,6 +84,28 @@ async def test_streaming_chat_matches_unary_and_ends_with_done(stack):
     assert entry.streamed and entry.usage.output_tokens == unary.usage.completion_tokens
 
 
+async def test_a_burst_of_streams_all_complete(stack):
+    """More streams at once than Envoy keeps connections to auth's access check
+    (AUTH_CHECK_CONNECTIONS): the checks queue in Envoy, every stream is
+    admitted and delivers every chunk."""
+    streams, chunks = 300, 5
+    headers = {"authorization": f"Bearer {stack.admin_key}",
+               "x-sim-chunk-count": str(chunks), "x-sim-chunk-interval-ms": "50"}
+    body = {"model": "faulty", "messages": MESSAGES, "stream": True}
+    limits = httpx.Limits(max_connections=streams)
+
+    async def one(http: httpx.AsyncClient) -> tuple[int, int, bool]:
+        async with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
+            events = [line async for line in resp.aiter_lines() if line.startswith("data: ")]
+        content = sum(1 for e in events[:-1]
+                      if (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content"))
+        return resp.status_code, content, bool(events) and events[-1] == "data: [DONE]"
+
+    async with httpx.AsyncClient(base_url=stack.origin, timeout=60, limits=limits) as http:
+        results = await asyncio.gather(*(one(http) for _ in range(streams)))
+    assert results == [(200, chunks, True)] * streams
+
+
 def test_raw_sse_wire_format(stack):
     body = {"model": "demo", "messages": MESSAGES, "stream": True}
     with httpx.stream(

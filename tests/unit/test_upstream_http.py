@@ -38,6 +38,13 @@ async def server():
             await resp.write(b": keep-alive\n\n")
             await asyncio.sleep(3)
             return resp
+        if kind == "trickle":  # an event every 0.1 s, for 3 s
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            for i in range(30):
+                await resp.write(b"data: %d\n\n" % i)
+                await asyncio.sleep(0.1)
+            return resp
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b"event: a\ndata: one\ndata: two\n\n: comment\n\ndata: three\n\n")
@@ -89,6 +96,25 @@ async def test_first_token_timeout_bounds_a_silent_stream(server):
             f"{base}/slow", {}, {}, TimeoutsConfig(connect=1, first_token=0.3, total=2)
         ):
             pass
+
+
+async def test_total_bounds_a_stream_that_keeps_sending(server):
+    base, session, _ = server
+    received = []
+    with pytest.raises(UpstreamTimeout):
+        async for event in UpstreamHTTP("p", session).post_sse(
+            f"{base}/trickle", {}, {}, TimeoutsConfig(connect=1, first_token=0.3, total=0.55)
+        ):
+            received.append(event.data)
+    # The first event met first_token; the deadline then moved to `total`.
+    assert 3 <= len(received) <= 7
+
+
+async def test_a_finished_stream_leaves_no_timer_behind(server):
+    base, session, _ = server
+    [_ async for _ in UpstreamHTTP("p", session).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
+    timers = asyncio.get_running_loop()._scheduled  # noqa: SLF001 - the loop's timer heap
+    assert not [t for t in timers if not t.cancelled() and "_expire" in repr(t)]
 
 
 async def test_only_allowed_client_headers_are_forwarded(server):

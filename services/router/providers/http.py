@@ -118,9 +118,9 @@ class UpstreamHTTP:
     ) -> AsyncIterator[SSEEvent]:
         """POST, then the server-sent events of the answer, each bounded in size.
 
-        The first event must arrive within `first_token`, every later one
-        within what is left of `total`. Closing the generator closes the
-        connection (a client that went away frees the provider at once).
+        The first event must arrive within `first_token`, the stream must end
+        within `total`. Closing the generator closes the connection (a client
+        that went away frees the provider at once).
         """
         deadline = time.monotonic() + timeouts.total
         first_by = time.monotonic() + min(timeouts.first_token, timeouts.total)
@@ -131,15 +131,17 @@ class UpstreamHTTP:
                     timeout=_client_timeout(timeouts),
                 )
             completed = False
+            watch = _StreamDeadline(resp.content, first_by)
             try:
                 if resp.status >= 300:
                     raise await self._status_error(resp)
-                async for event in _sse_events(
-                    resp.content, self.max_response_bytes, first_by, deadline
-                ):
+                async for event in _sse_events(resp.content, self.max_response_bytes):
+                    if watch.at != deadline:
+                        watch.move(deadline)
                     yield event
                 completed = True
             finally:
+                watch.cancel()
                 # A stream read to its end goes back to the pool; one abandoned
                 # midway is closed so the provider stops generating.
                 resp.release() if completed else resp.close()
@@ -263,19 +265,44 @@ def _loop_time(monotonic_deadline: float) -> float:
     return loop.time() + (monotonic_deadline - time.monotonic())
 
 
-async def _sse_events(
-    content: aiohttp.StreamReader, max_bytes: int, first_by: float, deadline: float
-) -> AsyncIterator[SSEEvent]:
+class _StreamDeadline:
+    """One timer per stream: at the first event's deadline until it arrives,
+    then at the end of `total`. Expiring fails the response's reader, so the
+    read in progress (or the next one) raises TimeoutError.
+
+    A per-read `asyncio.timeout` did the same with a timer per line: with a
+    thousand streams that was a quarter of the router's CPU
+    (docs/performance.md, S2).
+    """
+
+    __slots__ = ("content", "at", "timer")
+
+    def __init__(self, content: aiohttp.StreamReader, at: float):
+        self.content = content
+        self.at = at
+        self.timer = asyncio.get_running_loop().call_at(_loop_time(at), self._expire)
+
+    def _expire(self) -> None:
+        self.content.set_exception(TimeoutError("the stream's deadline passed"))
+
+    def move(self, at: float) -> None:
+        self.timer.cancel()
+        self.at = at
+        self.timer = asyncio.get_running_loop().call_at(_loop_time(at), self._expire)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+async def _sse_events(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[SSEEvent]:
     """Parse text/event-stream: `event:` and `data:` fields (several data lines
     joined by newlines), comments and unknown fields ignored, an event ends at
-    a blank line. Each read is bounded by the time left."""
+    a blank line."""
     event = ""
     data: list[bytes] = []
     size = 0
-    by = first_by
     while True:
-        async with asyncio.timeout_at(_loop_time(by)):
-            line = await content.readline()
+        line = await content.readline()
         if not line:
             if data:
                 yield SSEEvent(event, b"\n".join(data))
@@ -284,7 +311,6 @@ async def _sse_events(
         if not line:
             if data:
                 yield SSEEvent(event, b"\n".join(data))
-                by = deadline
             event, data, size = "", [], 0
             continue
         size += len(line)
