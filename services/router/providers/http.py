@@ -271,8 +271,8 @@ class _StreamDeadline:
     read in progress (or the next one) raises TimeoutError.
 
     A per-read `asyncio.timeout` did the same with a timer per line: with a
-    thousand streams that was a quarter of the router's CPU
-    (docs/performance.md, S2).
+    thousand streams that was a quarter of the router's event loop time
+    (docs/performance.md, "Streams").
     """
 
     __slots__ = ("content", "at", "timer")
