@@ -64,18 +64,22 @@ async def run_streams(url: str, key: str | None, streams: int, chunks: int,
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(_one(session, url, headers, body, chunks) for _ in range(8)))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         results = await asyncio.gather(
             *(_one(session, url, headers, body, chunks) for _ in range(streams)),
             return_exceptions=True,
         )
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     ok = [r for r in results if not isinstance(r, BaseException) and r[1]]
     ttfts = [r[0] * 1000 for r in ok]
     return {
         "streams": streams,
         "complete": len(ok),
         "wall_s": round(wall, 2),
+        # The client's own CPU: near 1.0 core it would be the bottleneck of its
+        # measurement (one asyncio process, one core at most).
+        "client_cpu_cores": round(cpu / wall, 2),
         "ttft_p50_ms": round(statistics.median(ttfts), 2) if ttfts else None,
         "ttft_p99_ms": round(_percentile(ttfts, 0.99), 2) if ttfts else None,
     }
