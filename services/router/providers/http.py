@@ -20,7 +20,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -35,6 +34,7 @@ from lockgate.errors import (
 )
 from lockgate.logs import redact
 from services.router.config import TimeoutsConfig
+from services.router.providers.sse import SSEEvent, SSEParser
 
 #: Bound on the part of an error body we read (the message is all we keep).
 MAX_ERROR_BYTES = 64 * 1024
@@ -42,14 +42,6 @@ MAX_ERROR_BYTES = 64 * 1024
 #: The current client request's headers (lower-case name -> value), set by the
 #: servicer; providers pass on the ones their `forward_headers` allow.
 CLIENT_HEADERS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("client_headers", default=())
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event: its `event:` name ("" when absent) and `data:`."""
-
-    event: str
-    data: bytes
 
 
 #: Maps a non-2xx answer to an error: (status, parsed JSON body or None,
@@ -135,10 +127,16 @@ class UpstreamHTTP:
             try:
                 if resp.status >= 300:
                     raise await self._status_error(resp)
-                async for event in _sse_events(resp.content, self.max_response_bytes):
-                    if watch.at != deadline:
-                        watch.move(deadline)
-                    yield event
+                parser = SSEParser(self.max_response_bytes)
+                while True:
+                    # Whatever has arrived, parsed at once: one await per network read.
+                    chunk = await resp.content.readany()
+                    for event in parser.feed(chunk) if chunk else parser.finish():
+                        if watch.at != deadline:
+                            watch.move(deadline)
+                        yield event
+                    if not chunk:
+                        break
                 completed = True
             finally:
                 watch.cancel()
@@ -292,36 +290,3 @@ class _StreamDeadline:
 
     def cancel(self) -> None:
         self.timer.cancel()
-
-
-async def _sse_events(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[SSEEvent]:
-    """Parse text/event-stream: `event:` and `data:` fields (several data lines
-    joined by newlines), comments and unknown fields ignored, an event ends at
-    a blank line."""
-    event = ""
-    data: list[bytes] = []
-    size = 0
-    while True:
-        line = await content.readline()
-        if not line:
-            if data:
-                yield SSEEvent(event, b"\n".join(data))
-            return
-        line = line.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield SSEEvent(event, b"\n".join(data))
-            event, data, size = "", [], 0
-            continue
-        size += len(line)
-        if size > max_bytes:
-            raise UpstreamError("provider sent an oversized stream event")
-        if line.startswith(b":"):
-            continue
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            data.append(value)
-        elif name == b"event":
-            event = value.decode(errors="replace")

@@ -16,7 +16,8 @@ import orjson
 from lockgate.errors import UpstreamError
 from lockgate.logs import redact
 from services.router.config import ProviderConfig, TimeoutsConfig
-from services.router.providers.http import SSEEvent, UpstreamHTTP, api_key, error_message
+from services.router.providers.http import UpstreamHTTP, api_key, error_message
+from services.router.providers.sse import SSEEvent
 
 
 class OpenAIProvider:
