@@ -48,7 +48,8 @@ Routes
     (the body's ``model``, which Azure clients set to the deployment name,
     names the model). They need an ``api-version`` query parameter (else
     400 ``MissingApiVersionParameter``) and take the key in an ``api-key``
-    header as well as Bearer; a wrong or missing key is Azure's 401.
+    header as well as Bearer; a wrong or missing key is Azure's 401
+    (see :mod:`lockgate.sim.azure`).
 ``POST /v1beta/models/{model}:{method}``
     Google's Gemini API: ``generateContent``, ``streamGenerateContent``,
     ``embedContent``, ``batchEmbedContents`` (``x-goog-api-key`` or ``?key=``;
@@ -105,7 +106,6 @@ An invalid header value is answered with a 400 naming the header in ``param``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import signal
 import time
@@ -114,9 +114,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
-from lockgate.sim import anthropic, gemini, replies, streaming
+from lockgate.sim import anthropic, azure, gemini, replies, streaming
 from lockgate.sim.config import SimConfig
 from lockgate.sim.embeddings import embeddings
 from lockgate.sim.errors import (
@@ -451,53 +450,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-# -- Azure OpenAI routes ----------------------------------------------------------------
-
-_AZURE_DENIED = (
-    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
-    "provide a valid key for an active subscription and use a correct regional API "
-    "endpoint for your resource."
-)
-
-
-def _azure_error(status: int, code: str, message: str) -> web.Response:
-    """Azure's error shape: {"error": {"code", "message"}}."""
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, headers=JSON_HEADERS)
-
-
-def _azure(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """An Azure deployment route served by an OpenAI handler: checks
-    ``api-version`` and the ``api-key`` header, then hands the handler the
-    request with the key as Bearer auth (what its prelude checks)."""
-
-    async def route(request: web.Request) -> web.StreamResponse:
-        if not request.query.get("api-version"):
-            return _azure_error(
-                400,
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            )
-        state: State = request.app[STATE]
-        key = request.headers.get("api-key")
-        if key is None:
-            if state.auth is not None and "Authorization" not in request.headers:
-                return _azure_error(401, "401", _AZURE_DENIED)
-            return await handler(request)
-        bearer = f"Bearer {key}"
-        if state.auth is not None and not hmac.compare_digest(
-            bearer.encode("utf-8", "surrogateescape"), state.auth
-        ):
-            return _azure_error(401, "401", _AZURE_DENIED)
-        headers = CIMultiDict(request.headers)
-        headers["Authorization"] = bearer
-        return await handler(request.clone(headers=headers))
-
-    return route
-
-
 # -- app ------------------------------------------------------------------------------
 
 
@@ -550,9 +502,9 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_post(gemini.ROUTE, gemini.model_action)
     app.router.add_post(
-        "/openai/deployments/{deployment}/chat/completions", _azure(chat_completions)
+        "/openai/deployments/{deployment}/chat/completions", azure.deployment_route(chat_completions)
     )
-    app.router.add_post("/openai/deployments/{deployment}/embeddings", _azure(embeddings))
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", azure.deployment_route(embeddings))
     return app
 
 
