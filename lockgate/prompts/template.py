@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockgate.errors import InvalidRequest
-from lockgate.prompts.schema import ITEMS, declared_types, subschemas_at
+from lockgate.prompts.schema_paths import ITEMS, declared_types, subschemas_at
 
 MAX_TEMPLATE_CHARS = 256 * 1024
 MAX_TAGS = 10_000
