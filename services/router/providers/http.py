@@ -277,14 +277,16 @@ class _StreamDeadline:
 
     def __init__(self, content: aiohttp.StreamReader, at: float):
         self.content = content
-        self.at = at
-        self.timer = asyncio.get_running_loop().call_at(_loop_time(at), self._expire)
+        self._arm(at)
 
     def _expire(self) -> None:
         self.content.set_exception(TimeoutError("the stream's deadline passed"))
 
     def move(self, at: float) -> None:
         self.timer.cancel()
+        self._arm(at)
+
+    def _arm(self, at: float) -> None:
         self.at = at
         self.timer = asyncio.get_running_loop().call_at(_loop_time(at), self._expire)
 

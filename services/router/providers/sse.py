@@ -49,8 +49,7 @@ class SSEParser:
             return []
         if self._partial:
             self._partial.append(chunk[:end])
-            text = b"".join(self._partial)
-            self._partial, self._partial_size = [], 0
+            text = self._take_partial()
         else:
             text = chunk[:end]
         rest = chunk[end + 1:]
@@ -66,11 +65,14 @@ class SSEParser:
         without its blank line, still count."""
         events: list[SSEEvent] = []
         if self._partial:
-            line = b"".join(self._partial)
-            self._partial, self._partial_size = [], 0
-            self._line(line, events)
+            self._line(self._take_partial(), events)
         self._line(b"", events)
         return events
+
+    def _take_partial(self) -> bytes:
+        line = b"".join(self._partial)
+        self._partial, self._partial_size = [], 0
+        return line
 
     def _hold(self, piece: bytes) -> None:
         self._partial.append(piece)
