@@ -29,7 +29,8 @@ GRPC_LATENCY = Histogram(
 
 HTTP_REQUESTS = Counter(
     "lockgate_http_requests_total",
-    "Calls handled by a service's hot-path HTTP/1.1 listener (lockgate/lean_http.py)",
+    "Calls handled by a service's hot-path HTTP/1.1 listener (lockgate/lean_http.py);"
+    " auth's Check also counts the checks the router runs in its process",
     ["service", "method", "status"],
 )
 HTTP_LATENCY = Histogram(

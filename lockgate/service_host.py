@@ -51,6 +51,9 @@ class Hosted:
     server: GrpcService
     #: Runs once the server has stopped (dispose the database, flush usage …).
     on_stop: Callable[[], Awaitable[None]]
+    #: Auth's access check, which a router hosted alongside runs itself
+    #: (services/router/access.py).
+    access_checker: object | None = None
 
 
 def load_settings(names: Sequence[str]) -> dict[str, ServiceSettings]:
@@ -75,26 +78,57 @@ def load_settings(names: Sequence[str]) -> dict[str, ServiceSettings]:
 async def open_service(name: str, settings: ServiceSettings) -> Hosted:
     """Build service `name` (migrations included), not yet serving."""
     if name == "router":
-        return await _open_router(settings)
+        return await _open_router(_router_app(settings))
+    if name == "auth":
+        from services.auth.app import assemble
+
+        parts = await assemble(settings)
+        return Hosted(name, parts.server, parts.engine.dispose, parts.checker)
     module = importlib.import_module(f"services.{name}.app")
     server, _service, engine = await module.build(settings)
     return Hosted(name, server, engine.dispose)
 
 
-async def _open_router(settings: ServiceSettings) -> Hosted:
+def _router_app(settings: ServiceSettings):
+    """The router's config read and its spool claimed: what it can find wrong
+    before anything else is built."""
     from services.router.app import RouterApp
     from services.router.config import ConfigError
     from services.router.spool import SpoolInUse
 
     try:
-        app = RouterApp(settings)
+        return RouterApp(settings)
     except ConfigError as exc:
         raise HostError(f"invalid gateway config:\n{exc}") from None
     except SpoolInUse as exc:
         raise HostError(f"{exc}; give each replica its own data dir") from None
+
+
+async def _open_router(app, access_checker: object | None = None) -> Hosted:
+    from services.router.app import AccessCheckUnavailable
+
+    try:
+        server = await app.build_server(access_checker)
+    except AccessCheckUnavailable as exc:
+        raise HostError(str(exc)) from None
     # Stopping drains in-flight calls first, then flushes usage and closes
     # upstream connections.
-    return Hosted("router", await app.build_server(), app.close)
+    return Hosted("router", server, app.close)
+
+
+async def open_services(names: Sequence[str], settings: dict[str, ServiceSettings],
+                        hosted: list[Hosted]) -> None:
+    """Build the services of this process into `hosted`, in start order. The router
+    comes last, since it may run auth's access check (services/router/access.py),
+    and so stops first, draining its calls while auth is still whole; its config
+    is read first all the same, so that a mistake there is what is reported."""
+    router = _router_app(settings["router"]) if "router" in names else None
+    for name in names:
+        if name != "router":
+            hosted.append(await open_service(name, settings[name]))
+    if router is not None:
+        checkers = [h.access_checker for h in hosted if h.access_checker is not None]
+        hosted.append(await _open_router(router, checkers[0] if checkers else None))
 
 
 async def serve(hosted: Sequence[Hosted], stop: asyncio.Event) -> None:
@@ -136,8 +170,7 @@ async def host(names: Sequence[str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     hosted: list[Hosted] = []
     try:
-        for name in names:
-            hosted.append(await open_service(name, settings[name]))
+        await open_services(names, settings, hosted)
     except BaseException:
         for service in reversed(hosted):  # built, never started: release what they hold
             await service.on_stop()

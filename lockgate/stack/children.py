@@ -67,6 +67,8 @@ def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict
         env["LOCKGATE_ROUTER_LEDGER_ADMIT_ADDRESS"] = f"127.0.0.1:{layout.ledger_admit_port}"
         env["LOCKGATE_ROUTER_HTTP_PORT"] = str(layout.router_http_port)
         env["LOCKGATE_ROUTER_HTTP_MAX_BODY_BYTES"] = str(layout.authz_body_bytes)
+        # Envoy's config follows the same layout property (lockgate/stack/envoy_config.py).
+        env["LOCKGATE_ROUTER_CHECK_ACCESS"] = "true" if layout.router_checks_access else "false"
         env["LOCKGATE_SIM_URL"] = layout.sim_url
         env["LOCKGATE_SIM_ORIGIN"] = layout.sim_origin
         if layout.gateway_config is not None:

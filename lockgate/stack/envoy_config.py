@@ -6,6 +6,8 @@ from pathlib import Path
 from string import Template
 from typing import Protocol
 
+from lockgate import edge_access
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "envoy" / "lockgate.pb"
@@ -60,6 +62,19 @@ class EnvoyLayout(Protocol):
     router_http_port: int
     max_request_bytes: int
     authz_body_bytes: int
+    router_checks_access: bool
+
+
+def _access_log_rules() -> str:
+    """header_to_metadata's rules for the router's call-log headers (removed from
+    the response once read)."""
+    return "".join(
+        f"                        - header: {header}\n"
+        f"                          on_header_present: {{ metadata_namespace: "
+        f"{edge_access.METADATA_NAMESPACE}, key: {key}, type: STRING }}\n"
+        f"                          remove: true\n"
+        for header, key in edge_access.LOG_HEADERS.items()
+    ).rstrip("\n")
 
 
 def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
@@ -82,4 +97,11 @@ def render(layout: EnvoyLayout, listen_address: str = "127.0.0.1") -> str:
         authz_body_bytes=layout.authz_body_bytes,
         proto_descriptor=str(DESCRIPTOR),
         clusters=clusters.rstrip("\n"),
+        # ext_authz on the hot REST routes, unless the router checks them itself.
+        hot_route_access_check=(
+            "disabled: true" if layout.router_checks_access else "check_settings: {}"),
+        access_log_rules=_access_log_rules(),
+        access_check_timeout=f"{edge_access.TIMEOUT_SECONDS:g}s",
+        access_unavailable_message=edge_access.UNAVAILABLE_MESSAGE,
+        access_unavailable_code=edge_access.UNAVAILABLE_CODE,
     )

@@ -111,6 +111,13 @@ class StackLayout:
         """The services each Python process hosts, in start order."""
         return PROCESS_GROUPS[self.processes]
 
+    @property
+    def router_checks_access(self) -> bool:
+        """Auth shares the router's process, so the router runs the access check on
+        its hot REST calls itself and Envoy does not ask auth about them
+        (services/router/access.py)."""
+        return any("router" in group and "auth" in group for group in self.process_groups)
+
     # -- ports ---------------------------------------------------------------
     def grpc_port(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.auth.v1 import auth_service_pb2 as pb
 from lockgate.auth.v1 import auth_service_pb2_grpc as pb_grpc
@@ -89,7 +91,22 @@ def write_admin_key(path: Path, secret: str) -> None:
         f.write(secret + "\n")
 
 
-async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, object]:
+@dataclass(frozen=True)
+class AuthParts:
+    server: GrpcService
+    service: AuthService
+    engine: AsyncEngine
+    #: The access check, which the router runs itself when hosted with auth.
+    checker: Checker
+
+
+async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, AsyncEngine]:
+    parts = await assemble(settings)
+    return parts.server, parts.service, parts.engine
+
+
+async def assemble(settings: AuthSettings) -> AuthParts:
+    """The (unstarted) service and the parts of it others in its process may use."""
     url = settings.db_url("auth")
     engine, sessions = await open_database(url, MIGRATIONS, "alembic_version_auth")
     pepper = load_or_create_pepper(settings.data_dir / "auth.pepper", settings.key_pepper)
@@ -135,4 +152,4 @@ async def build(settings: AuthSettings) -> tuple[GrpcService, AuthService, objec
         server.background.append(jwks)  # keeps the identity provider's keys fresh
     if decisions is not None:
         server.background.append(decisions)
-    return server, service, engine
+    return AuthParts(server, service, engine, checker)

@@ -14,6 +14,12 @@ The tenant and key come from the identity headers auth adds to allowed
 requests (`additional_request_headers_to_log`); Envoy removes client-sent
 copies of those two headers before any filter runs (envoy/envoy.yaml.tmpl), so
 a denied request is logged with no tenant and no tenant ever sees it.
+
+Calls the router checks itself (auth hosted in its process,
+services/router/access.py) carry them instead in the call's metadata, which
+only the router's responses can set (lockgate/edge_access.py). Its denials
+are logged as Envoy logs those of its own access check: flag UAEX, no
+upstream, so the call log reads the same in every process layout.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.data.accesslog.v3 import accesslog_pb2 as log_pb
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
+from lockgate.edge_access import DENIED_HEADER, LOG_HEADERS, METADATA_NAMESPACE
 from lockgate.identity import KEY_ID, TENANT_ID
 from lockgate.metrics import Counter
 from lockgate.redact import redact_query
@@ -101,6 +108,20 @@ def _address(address) -> str:
     return f"{socket.address}:{port}" if port else socket.address
 
 
+_TENANT_KEY, _KEY_KEY, _DENIED_KEY = (LOG_HEADERS[h] for h in (TENANT_ID, KEY_ID, DENIED_HEADER))
+
+
+def _identity(common: log_pb.AccessLogCommon, headers) -> tuple[str, str, bool]:
+    """(tenant id, key id, denied by the router's access check) of a call."""
+    filter_metadata = common.metadata.filter_metadata
+    if METADATA_NAMESPACE in filter_metadata:
+        fields = filter_metadata[METADATA_NAMESPACE].fields
+        tenant = fields[_TENANT_KEY].string_value if _TENANT_KEY in fields else ""
+        key = fields[_KEY_KEY].string_value if _KEY_KEY in fields else ""
+        return tenant, key, _DENIED_KEY in fields
+    return headers.get(TENANT_ID, ""), headers.get(KEY_ID, ""), False
+
+
 def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = None) -> dict:
     """One HTTP access log entry -> a call_log row (bounded to the column sizes)."""
     common, request, response = entry.common_properties, entry.request, entry.response
@@ -118,10 +139,12 @@ def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = No
     method = request.request_method
     # The transcoder rewrites REST paths to gRPC methods: log what the client sent.
     path = request.original_path or headers.get(ORIGINAL_PATH, "") or request.path
+    tenant_id, key_id, denied = _identity(common, headers)
+    flags = response_flags(common.response_flags)
     row = {
         "request_id": request.request_id,
-        "tenant_id": headers.get(TENANT_ID, ""),
-        "key_id": headers.get(KEY_ID, ""),
+        "tenant_id": tenant_id,
+        "key_id": key_id,
         "start_time": start,
         "http_method": (
             base_pb2.RequestMethod.Name(method) if method in base_pb2.RequestMethod.values()
@@ -129,12 +152,12 @@ def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = No
         ),
         "path": redact_query(path, max_length=_MAX["path"]),
         "response_code": response.response_code.value,
-        "response_flags": response_flags(common.response_flags),
+        "response_flags": ",".join(filter(None, (flags, "UAEX"))) if denied else flags,
         "duration_ms": duration,
         "request_bytes": request.request_body_bytes,
         "response_bytes": response.response_body_bytes,
-        "upstream_cluster": common.upstream_cluster,
-        "upstream_host": _address(common.upstream_remote_address),
+        "upstream_cluster": "" if denied else common.upstream_cluster,
+        "upstream_host": "" if denied else _address(common.upstream_remote_address),
     }
     for name, bound in _MAX.items():
         if len(row[name]) > bound:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +37,9 @@ from services.router.servicer import RouterServicer
 from services.router.spool import fsync_interval
 from services.router.table import TableHolder, build_table
 
+if TYPE_CHECKING:  # auth's modules are imported only where auth is hosted too
+    from services.auth.check import Checker
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 ADMIN_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterAdminService"].full_name
 
@@ -52,6 +55,10 @@ class RouterSettings(PolicySettings):
     http_port: int = -1
     #: Largest request body that listener reads (Envoy's own limit comes first).
     http_max_body_bytes: int = 8 * 1024 * 1024
+    #: That listener runs auth's access check on each call itself (auth must be
+    #: hosted in the same process: `python -m services router auth`), and Envoy
+    #: must not (services/router/access.py). `lockgate up` sets it with the layout.
+    check_access: bool = False
     #: host:port of the ledger's HTTP/1.1 Admit (its LOCKGATE_LEDGER_ADMIT_PORT);
     #: empty: admission checks go over gRPC to ledger_address.
     ledger_admit_address: str = ""
@@ -85,6 +92,10 @@ class RouterSettings(PolicySettings):
     registry_address: str = ""
 
 
+class AccessCheckUnavailable(Exception):
+    """check_access is set but no access checker was given (auth is not co-hosted)."""
+
+
 class RouterApp:
     """Everything the router process owns, so it can be started and closed as one."""
 
@@ -115,8 +126,19 @@ class RouterApp:
         self.admit_client: LeanHttpClient | None = None
         self.http_edge: LeanHttpServer | None = None
 
-    async def build_server(self) -> GrpcService:
-        """Upstream connections, providers, the usage recorder and the (unstarted) server."""
+    async def build_server(self, access_checker: Checker | None = None) -> GrpcService:
+        """Upstream connections, providers, the usage recorder and the (unstarted)
+        server. `access_checker`: auth's, when auth is hosted in this process (used
+        only when check_access is set, and then required)."""
+        access = None
+        if self.settings.check_access:
+            if access_checker is None:
+                raise AccessCheckUnavailable(
+                    "LOCKGATE_ROUTER_CHECK_ACCESS is set, but auth is not hosted in this"
+                    " process: run `python -m services router auth`, or unset it")
+            from services.router.access import InProcessAccess
+
+            access = InProcessAccess(access_checker)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.max_upstream_connections),
             auto_decompress=True,
@@ -166,7 +188,7 @@ class RouterApp:
         if self.settings.http_port >= 0:
             self.http_edge = edge_server(Edge(router), self.settings.host,
                                          self.settings.http_port,
-                                         self.settings.http_max_body_bytes)
+                                         self.settings.http_max_body_bytes, access)
             await self.http_edge.listen()
             self.server.background.append(self.http_edge)
         # Hot reload of the gateway config and of the routing policy.
@@ -180,8 +202,8 @@ class RouterApp:
             self.server.background.append(self.decisions)
         return self.server
 
-    async def start(self) -> int:
-        return await (await self.build_server()).start()
+    async def start(self, access_checker: Checker | None = None) -> int:
+        return await (await self.build_server(access_checker)).start()
 
     def apply_config(self, config: GatewayConfig) -> None:
         """Swap in a new routing table (in-flight calls keep the old one)."""

@@ -14,12 +14,15 @@ the ledger call it makes anyway.
 
 The caller's identity is in the x-lockgate-* headers auth set, exactly as over
 gRPC. This listener trusts them as the gRPC one does: it must only be
-reachable from Envoy.
+reachable from Envoy. When auth is hosted in the router's process, Envoy does
+not ask auth first: this listener runs auth's access check on each call itself
+(services/router/access.py) and reads the identity from its verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -27,20 +30,25 @@ from lockgate.direct_rest import DIRECT_REST
 from lockgate.lean_http import HttpRequest, LeanHttpServer, header_line, response, status_line
 from services.router.edge import JSON, Edge, Incoming, Reply
 
+if TYPE_CHECKING:  # auth's modules are imported only where auth is hosted too
+    from services.router.access import InProcessAccess
+
 _POST = "POST"
 
 
-def _not_found(request: HttpRequest) -> bytes:
+def _not_found(request: HttpRequest, extra_headers: tuple[tuple[str, str], ...]) -> bytes:
     error = {"message": f"unknown path: {request.method} {request.path[:200]}",
              "type": "not_found_error", "param": None, "code": "not_found"}
-    return response(404, [("content-type", JSON)], orjson.dumps({"error": error}))
+    return response(404, [("content-type", JSON), *extra_headers],
+                    orjson.dumps({"error": error}))
 
 
-def _head(reply: Reply, framing: bytes) -> bytes:
+def _head(reply: Reply, framing: bytes, extra: tuple[tuple[str, str], ...]) -> bytes:
     return b"".join((
         status_line(reply.status),
         header_line("content-type", reply.content_type),
         *(header_line(k, v) for k, v in reply.headers),
+        *(header_line(k, v) for k, v in extra),
         framing,
     ))
 
@@ -57,14 +65,20 @@ async def _chunked(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[b
         await chunks.aclose()  # the client may be gone: meter and free the upstream now
 
 
-def encode(reply: Reply) -> bytes | AsyncIterator[bytes]:
-    """A Reply as HTTP/1.1: whole bytes, or the head and then the chunks."""
+def encode(reply: Reply, extra_headers: tuple[tuple[str, str], ...] = ()
+           ) -> bytes | AsyncIterator[bytes]:
+    """A Reply as HTTP/1.1 (with `extra_headers` after its own): whole bytes, or
+    the head and then the chunks."""
     if reply.chunks is None:
-        return _head(reply, b"content-length: %d\r\n\r\n" % len(reply.body)) + reply.body
-    return _chunked(_head(reply, b"transfer-encoding: chunked\r\n\r\n"), reply.chunks)
+        framing = b"content-length: %d\r\n\r\n" % len(reply.body)
+        return _head(reply, framing, extra_headers) + reply.body
+    framing = b"transfer-encoding: chunked\r\n\r\n"
+    return _chunked(_head(reply, framing, extra_headers), reply.chunks)
 
 
-def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int) -> LeanHttpServer:
+def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int,
+                access: InProcessAccess | None = None) -> LeanHttpServer:
+    """The listener; with `access`, it checks every call itself (Envoy does not)."""
     endpoints = {
         "/v1/chat/completions": edge.openai_chat,
         "/v1/messages": edge.anthropic_messages,
@@ -72,14 +86,20 @@ def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int) -> LeanHt
     }
 
     async def answer(request: HttpRequest) -> bytes | AsyncIterator[bytes]:
+        headers = tuple(request.headers.items())
+        response_headers: tuple[tuple[str, str], ...] = ()
+        if access is not None:  # before anything else, as Envoy's check would be
+            checked = await access.check(request)
+            if isinstance(checked, bytes):
+                return checked  # denied
+            headers, response_headers = checked.headers, checked.response_headers
         # Anthropic's SDK may add a query (?beta=true): the path alone picks the endpoint.
         endpoint = endpoints.get(request.path.split("?", 1)[0])
         if endpoint is None or request.method != _POST:
-            return _not_found(request)
-        incoming = Incoming(headers=tuple(request.headers.items()),
-                            request_id=request.headers.get("x-request-id"),
+            return _not_found(request, response_headers)
+        incoming = Incoming(headers=headers, request_id=request.headers.get("x-request-id"),
                             counts_requests=True)
-        return encode(await endpoint(request.body, incoming))
+        return encode(await endpoint(request.body, incoming), response_headers)
 
     methods = {path: method.rsplit("/", 1)[1] for (_, path), method in DIRECT_REST.items()}
     return LeanHttpServer("router", answer, host, port, max_body_bytes, methods=methods)

@@ -57,11 +57,13 @@ class RouterUnderTest:
 
 @asynccontextmanager
 async def running_router(
-    tmp_path: Path, gateway_yaml: str, admit_over: str = "http", **settings
+    tmp_path: Path, gateway_yaml: str, admit_over: str = "http", access_checker=None,
+    **settings
 ) -> AsyncIterator[RouterUnderTest]:
     """A router on `gateway_yaml` (written to tmp_path/gateway.yaml) metering
     into a fresh ledger, asking it Admit over `admit_over` ("http", as `lockgate
-    up` runs it, or "grpc"); `settings` go to RouterSettings."""
+    up` runs it, or "grpc"); `access_checker`: auth's, for check_access;
+    `settings` go to RouterSettings."""
     config = tmp_path / "gateway.yaml"
     config.write_text(gateway_yaml)
     ledger, engine, ledger_port = await start_ledger(tmp_path)
@@ -71,7 +73,7 @@ async def running_router(
         ledger_address=f"127.0.0.1:{ledger_port}", ledger_admit_address=admit_address,
         **settings,
     ))
-    port = await app.start()
+    port = await app.start(access_checker)
     router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     ledger_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ledger_port}")
     try:

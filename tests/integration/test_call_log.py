@@ -14,6 +14,7 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from sqlalchemy import event, text
 
 from lockgate.db import open_database
+from lockgate.edge_access import METADATA_NAMESPACE
 from lockgate.grpc_server import GrpcService
 from lockgate.identity import KEY_ID, ROLES, TENANT_ID
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
@@ -148,6 +149,37 @@ async def test_denied_calls_are_logged_but_listed_to_no_tenant(ledger):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ledger.stub.ListCalls(pb.ListCallsRequest(), metadata=((TENANT_ID, ""),))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def checked_by_router(entry, tenant: str = "", key: str = "", denied: bool = False):
+    """The entry of a call the router checked itself: identity in the metadata."""
+    fields = entry.common_properties.metadata.filter_metadata[METADATA_NAMESPACE].fields
+    if tenant:
+        fields["tenant_id"].string_value = tenant
+    if key:
+        fields["key_id"].string_value = key
+    if denied:
+        fields["denied"].string_value = "1"
+    return entry
+
+
+async def test_calls_the_router_checked_are_logged_as_ext_authz_ones(ledger):
+    await stream_entries(ledger.als, [
+        checked_by_router(access_entry("in-1"), "ten_a", "key_1"),
+        checked_by_router(access_entry("in-denied", code=401), denied=True),
+        # The metadata is the router's word: a request header copy does not count.
+        checked_by_router(access_entry("in-2", "ten_spoofed", "key_spoofed"), "ten_a", "key_2"),
+    ])
+    calls = {c.request_id: c for c in await calls_of(ledger, "ten_a", want=2)}
+    assert (calls["in-1"].tenant_id, calls["in-1"].key_id) == ("ten_a", "key_1")
+    assert calls["in-1"].upstream_cluster == "router" and calls["in-1"].response_flags == ""
+    assert (calls["in-2"].tenant_id, calls["in-2"].key_id) == ("ten_a", "key_2")
+    async with ledger.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT tenant_id, key_id, response_code, response_flags, upstream_cluster,"
+            " upstream_host FROM call_log WHERE request_id = 'in-denied'"))).one()
+    # As Envoy logs a denial of its own access check.
+    assert tuple(row) == ("", "", 401, "UAEX", "", "")
 
 
 async def test_many_entries_are_written_in_batches(ledger):

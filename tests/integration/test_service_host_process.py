@@ -103,6 +103,19 @@ async def test_a_service_that_cannot_start_is_one_clear_line(tmp_path):
     assert b"Traceback" not in err
 
 
+async def test_a_router_told_to_check_access_needs_auth_beside_it(tmp_path):
+    env = env_for(tmp_path, {"router": free_port()}, {})
+    env["LOCKGATE_ROUTER_CHECK_ACCESS"] = "true"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services", "router", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "LOCKGATE_ROUTER_CHECK_ACCESS is set, but auth is not hosted" in err.decode(), err
+    assert b"Traceback" not in err
+
+
 async def test_unknown_service_names_are_refused():
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services", "ledger", "billing", cwd=ROOT,

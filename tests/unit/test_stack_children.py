@@ -63,6 +63,14 @@ def test_separate_processes_give_each_service_its_own(tmp_path):
     assert auth.members == ()
 
 
+def test_the_router_checks_access_where_auth_shares_its_process(tmp_path):
+    grouped = {c.name: c for c in build_children(layout(tmp_path), env={})}
+    assert grouped["router+auth"].env["LOCKGATE_ROUTER_CHECK_ACCESS"] == "true"
+    separate = {c.name: c for c in build_children(layout(tmp_path, processes="separate"),
+                                                  env={})}
+    assert separate["router"].env["LOCKGATE_ROUTER_CHECK_ACCESS"] == "false"
+
+
 def test_a_grouped_process_keeps_each_services_own_settings(tmp_path):
     config = tmp_path / "gw.yaml"
     base = {"LOCKGATE_ROUTER_GATEWAY_CONFIG": "/elsewhere.yaml", "LOCKGATE_AUTH_LOG_LEVEL": "debug"}

@@ -108,3 +108,39 @@ def test_layout_satisfies_the_envoy_renderer(tmp_path):
     for name in ("http_port", "envoy_admin_port", "auth_port", "router_port", "ledger_port",
                  "registry_port", "max_request_bytes", "data_dir"):
         assert hasattr(layout, name)
+
+
+def _hot_route_access(config: dict) -> dict[str, dict]:
+    """The hot REST routes' ext_authz settings, by path, in a rendered config."""
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    return {r["match"]["path"]: r["typed_per_filter_config"]["envoy.filters.http.ext_authz"]
+            for r in routes if "path" in r["match"]}
+
+
+def test_envoy_skips_its_access_check_exactly_where_the_router_runs_it(tmp_path):
+    import yaml
+
+    from lockgate import edge_access
+    from lockgate.direct_rest import DIRECT_REST
+    from lockgate.stack.envoy_config import render
+
+    grouped = StackLayout.from_sources(env={}, data_dir=tmp_path)
+    separate = StackLayout.from_sources(env={}, data_dir=tmp_path, processes="separate")
+    assert grouped.router_checks_access and not separate.router_checks_access
+    hot = {path for _, path in DIRECT_REST}
+    on_grouped = _hot_route_access(yaml.safe_load(render(grouped)))
+    assert on_grouped.keys() == hot
+    assert all(v.get("disabled") is True for v in on_grouped.values())
+    on_separate = _hot_route_access(yaml.safe_load(render(separate)))
+    assert all("disabled" not in v for v in on_separate.values())
+    text = render(grouped)
+    # What the router's check shares with Envoy comes from one place.
+    assert edge_access.UNAVAILABLE_MESSAGE in text and "timeout: 2s" in text
+    manager = yaml.safe_load(text)["static_resources"]["listeners"][0]["filter_chains"][0]
+    filters = manager["filters"][0]["typed_config"]["http_filters"]
+    [to_metadata] = [f for f in filters if f["name"] == "envoy.filters.http.header_to_metadata"]
+    rules = to_metadata["typed_config"]["response_rules"]
+    assert {r["header"]: r["on_header_present"]["key"] for r in rules} == edge_access.LOG_HEADERS
+    assert all(r["remove"] and r["on_header_present"]["metadata_namespace"]
+               == edge_access.METADATA_NAMESPACE for r in rules)
