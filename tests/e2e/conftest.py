@@ -13,3 +13,12 @@ from lockgate.stack.ephemeral import EphemeralStack
 def stack():
     with EphemeralStack(config=Path(__file__).parent / "gateway.yaml") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def separate_stack():
+    """A second stack in the `separate` layout: each service in its own process,
+    Envoy's ext_authz asking auth about every call."""
+    with EphemeralStack(config=Path(__file__).parent / "gateway.yaml",
+                        extra_env={"LOCKGATE_PROCESSES": "separate"}) as running:
+        yield running

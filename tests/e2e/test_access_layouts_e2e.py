@@ -13,32 +13,23 @@ Either way a client sees the same answers, identity comes from the verdict
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
 
-from lockgate.stack.ephemeral import EphemeralStack
 from tests.e2e.test_call_log_e2e import eventually, ledger_rows, logged_call
 from tests.e2e.test_chat_e2e import MESSAGES, client
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def separate():
-    with EphemeralStack(config=Path(__file__).parent / "gateway.yaml",
-                        extra_env={"LOCKGATE_PROCESSES": "separate"}) as running:
-        yield running
-
-
 @pytest.fixture(params=["grouped", "separate"])
 def layout(request):
     """(layout name, its running stack)."""
     name = request.param
-    return name, request.getfixturevalue("stack" if name == "grouped" else "separate")
+    return name, request.getfixturevalue("stack" if name == "grouped" else "separate_stack")
 
 
 def checks_asked_of_auth(stack) -> int:
