@@ -76,9 +76,7 @@ def load_settings(names: Sequence[str]) -> dict[str, ServiceSettings]:
 
 
 async def open_service(name: str, settings: ServiceSettings) -> Hosted:
-    """Build service `name` (migrations included), not yet serving."""
-    if name == "router":
-        return await _open_router(_router_app(settings))
+    """Build service `name` but the router (migrations included), not yet serving."""
     if name == "auth":
         from services.auth.app import assemble
 
@@ -104,7 +102,7 @@ def _router_app(settings: ServiceSettings):
         raise HostError(f"{exc}; give each replica its own data dir") from None
 
 
-async def _open_router(app, access_checker: object | None = None) -> Hosted:
+async def _open_router(app, access_checker: object | None) -> Hosted:
     from services.router.app import AccessCheckUnavailable
 
     try:
@@ -127,8 +125,8 @@ async def open_services(names: Sequence[str], settings: dict[str, ServiceSetting
         if name != "router":
             hosted.append(await open_service(name, settings[name]))
     if router is not None:
-        checkers = [h.access_checker for h in hosted if h.access_checker is not None]
-        hosted.append(await _open_router(router, checkers[0] if checkers else None))
+        checker = next((h.access_checker for h in hosted if h.access_checker), None)
+        hosted.append(await _open_router(router, checker))
 
 
 async def serve(hosted: Sequence[Hosted], stop: asyncio.Event) -> None:

@@ -33,7 +33,7 @@ import orjson
 from lockgate import edge_access
 from lockgate.identity import KEY_ID, TENANT_ID
 from lockgate.lean_http import HttpRequest, response
-from lockgate.metrics import HTTP_LATENCY, HTTP_REQUESTS, Counter
+from lockgate.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.auth.check import Allowed, Checker, CheckInput, Denied
 
 log = logging.getLogger("lockgate.router.access")
@@ -77,45 +77,46 @@ class InProcessAccess:
     def __init__(self, checker: Checker, timeout_seconds: float = edge_access.TIMEOUT_SECONDS):
         self.checker = checker
         self.timeout_seconds = timeout_seconds
-        # Counted as auth's access checks are over HTTP, so that dashboards read the
-        # same in every process layout.
-        self._latency = HTTP_LATENCY.labels("auth", "Check")
-        self._counters: dict[int, Counter] = {}  # status -> its counter
 
     async def check(self, request: HttpRequest) -> Checked | bytes:
         """The call's headers as allowed, or the whole HTTP response refusing it."""
         started = time.perf_counter()
+        verdict = await self._decide(request)
+        if isinstance(verdict, Allowed):
+            _count(200, started)
+            identity = verdict.upstream_headers
+            log_headers = [(name, identity[name]) for name in (TENANT_ID, KEY_ID)
+                           if name in identity]
+            return Checked(forwarded_headers(request.headers, verdict),
+                           (*verdict.client_headers, *log_headers))
+        if verdict is None:
+            _count(edge_access.UNAVAILABLE_STATUS, started)
+            return unavailable()
+        _count(verdict.status, started)
+        if verdict.status >= 500:
+            # Envoy treats a 5xx from its access check as the check's failure.
+            return unavailable()
+        return response(verdict.status, [("content-type", verdict.content_type), _DENIED],
+                        verdict.body.encode())
+
+    async def _decide(self, request: HttpRequest) -> Allowed | Denied | None:
+        """Auth's verdict, or None when there is none (a failure, or too slow)."""
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                verdict = await self.checker.decide(CheckInput(
+                return await self.checker.decide(CheckInput(
                     path=request.path, http_method=request.method, headers=request.headers,
                     raw_body=request.body,
                 ))
         except TimeoutError:
             log.warning("access check timed out; answered 503",
                         extra={"timeout_seconds": self.timeout_seconds})
-            verdict = None
         except Exception:  # noqa: BLE001 - fail closed, and say so
             log.exception("access check failed; answered 503")
-            verdict = None
-        status = 200 if isinstance(verdict, Allowed) else (
-            verdict.status if isinstance(verdict, Denied) else edge_access.UNAVAILABLE_STATUS)
-        self._count(status, started)
-        if isinstance(verdict, Allowed):
-            identity = verdict.upstream_headers
-            log_headers = [(name, identity[name]) for name in (TENANT_ID, KEY_ID)
-                           if name in identity]
-            return Checked(forwarded_headers(request.headers, verdict),
-                           (*verdict.client_headers, *log_headers))
-        if verdict is None or verdict.status >= 500:
-            # Envoy treats a 5xx from its access check as the check's failure.
-            return unavailable()
-        return response(verdict.status, [("content-type", verdict.content_type), _DENIED],
-                        verdict.body.encode())
+        return None
 
-    def _count(self, status: int, started: float) -> None:
-        counter = self._counters.get(status)
-        if counter is None:
-            counter = self._counters[status] = HTTP_REQUESTS.labels("auth", "Check", str(status))
-        counter.inc()
-        self._latency.observe(time.perf_counter() - started)
+
+def _count(status: int, started: float) -> None:
+    """Counted as auth's checks over HTTP are (lockgate/lean_http.py), so that
+    dashboards read the same in every process layout."""
+    HTTP_REQUESTS.labels("auth", "Check", str(status)).inc()
+    HTTP_LATENCY.labels("auth", "Check").observe(time.perf_counter() - started)

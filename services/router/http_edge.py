@@ -86,9 +86,9 @@ def edge_server(edge: Edge, host: str, port: int, max_body_bytes: int,
     }
 
     async def answer(request: HttpRequest) -> bytes | AsyncIterator[bytes]:
-        headers = tuple(request.headers.items())
-        response_headers: tuple[tuple[str, str], ...] = ()
-        if access is not None:  # before anything else, as Envoy's check would be
+        if access is None:
+            headers, response_headers = tuple(request.headers.items()), ()
+        else:  # before anything else, as Envoy's check would be
             checked = await access.check(request)
             if isinstance(checked, bytes):
                 return checked  # denied

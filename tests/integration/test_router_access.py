@@ -11,6 +11,7 @@ from the client; denials in the caller's dialect with the decision's status;
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import orjson
 import pytest
@@ -122,36 +123,52 @@ async def test_no_decision_is_503_access_check_unavailable(tmp_path):
     assert reply.headers[edge_access.DENIED_HEADER]
 
 
-class _Stalled:
-    """A checker that never answers, or fails (what a stuck database would cause)."""
-
-    def __init__(self, fail: bool):
-        self.fail = fail
-
-    async def decide(self, request):
-        if self.fail:
-            raise RuntimeError("database is gone")
-        await asyncio.sleep(3600)
+#: Well formed, never issued: resolving it has to ask auth's database.
+UNKNOWN_KEY = "lg_abcdefgh_" + "a" * 32
 
 
-@pytest.mark.parametrize("fail", [False, True])
-async def test_a_stuck_or_failing_check_fails_closed(fail):
-    access = InProcessAccess(_Stalled(fail), timeout_seconds=0.05)
-    answer = await access.check(HttpRequest("POST", "/v1/chat/completions", {}, b"{}"))
-    assert isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 503 ")
-    assert edge_access.UNAVAILABLE_CODE.encode() in answer
+def unavailable_answer(answer) -> bool:
+    return (isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 503 ")
+            and edge_access.UNAVAILABLE_CODE.encode() in answer)
 
 
-async def test_the_check_comes_before_the_routers_own_404(stack):
-    # Envoy routes by path alone: any method may arrive. No key, no answer but 401.
-    rut, admin_key = stack
-    port = rut.app.http_edge.port
-    [denied] = await exchange(port, request("GET", "/v1/chat/completions"))
-    assert denied.status == 401 and denied.headers[edge_access.DENIED_HEADER]
-    [allowed] = await exchange(port, request("GET", "/v1/chat/completions", b"",
-                                             {"authorization": f"Bearer {admin_key}"}))
-    # Allowed (the admin may call anything), then unknown: logged with its tenant.
-    assert allowed.status == 404 and allowed.headers[TENANT_ID].startswith("ten_")
+def chat_request(key: str) -> HttpRequest:
+    return HttpRequest("POST", "/v1/chat/completions",
+                       {"authorization": f"Bearer {key}"}, orjson.dumps(CHAT))
+
+
+async def test_a_check_stuck_on_auths_database_fails_closed_in_time(tmp_path, caplog):
+    parts, _ = await auth_parts(tmp_path)
+    await parts.engine.dispose()  # its pooled connections would keep the lock away
+    # Another connection holds auth's database exclusively: reads wait for it.
+    locker = sqlite3.connect(tmp_path / "auth" / "auth.db", isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        access = InProcessAccess(parts.checker, timeout_seconds=0.2)
+        started = asyncio.get_running_loop().time()
+        answer = await access.check(chat_request(UNKNOWN_KEY))
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        await parts.engine.dispose()
+    assert unavailable_answer(answer)
+    assert "access check timed out" in caplog.text  # waited, did not fail at once
+
+
+async def test_a_check_that_fails_fails_closed(tmp_path, caplog):
+    parts, _ = await auth_parts(tmp_path)
+    # Auth's database is gone: the key lookup raises.
+    await parts.engine.dispose()
+    for path in (tmp_path / "auth").glob("auth.db*"):
+        path.unlink()
+    try:
+        answer = await InProcessAccess(parts.checker).check(chat_request(UNKNOWN_KEY))
+    finally:
+        await parts.engine.dispose()
+    assert unavailable_answer(answer)
+    assert "access check failed" in caplog.text
 
 
 def test_forwarded_headers_apply_the_verdict_as_ext_authz_does():
