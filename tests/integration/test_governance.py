@@ -374,7 +374,9 @@ async def test_retirement_waits_for_sunset_and_quiet_period(registries, tmp_path
     await expect(stub.RetireVersion(pb.RetireVersionRequest(api_id=api.id, version="v1"),
                                     metadata=OWNER),
                  grpc.StatusCode.FAILED_PRECONDITION, "unless a platform admin forces")
-    sunset = datetime.now(UTC) + timedelta(milliseconds=700)
+    # Far enough ahead to still be ahead at the next call on a slow, shared machine
+    # (700 ms was not: a CI run passed it during DeprecateVersion).
+    sunset = datetime.now(UTC) + timedelta(seconds=3)
     await stub.DeprecateVersion(pb.DeprecateVersionRequest(
         api_id=api.id, version="v1", sunset_time=timestamp(sunset), successor="v2"),
         metadata=OWNER)
