@@ -171,6 +171,18 @@ async def test_a_check_that_fails_fails_closed(tmp_path, caplog):
     assert "access check failed" in caplog.text
 
 
+async def test_the_check_comes_before_the_routers_own_404(stack):
+    # Envoy routes by path alone: any method may arrive. No key, no answer but 401.
+    rut, admin_key = stack
+    port = rut.app.http_edge.port
+    [denied] = await exchange(port, request("GET", "/v1/chat/completions"))
+    assert denied.status == 401 and denied.headers[edge_access.DENIED_HEADER]
+    [allowed] = await exchange(port, request("GET", "/v1/chat/completions", b"",
+                                             {"authorization": f"Bearer {admin_key}"}))
+    # Allowed (the admin may call anything), then unknown: logged with its tenant.
+    assert allowed.status == 404 and allowed.headers[TENANT_ID].startswith("ten_")
+
+
 def test_forwarded_headers_apply_the_verdict_as_ext_authz_does():
     verdict = Allowed(upstream_headers={TENANT_ID: "ten_a", KEY_ID: "key_a"},
                       remove=("authorization", "x-lockgate-roles"), client_headers=())
