@@ -10,7 +10,10 @@ Portkey's gateway, all in front of the same simulator, in one run.
   provider with the simulator as custom host), all pointed at the stack's
   simulator;
 - checks that each answers a valid completion, then runs wrk with the same body
-  at each concurrency, interleaved: direct, lockgate, litellm, portkey;
+  at each concurrency, interleaved, in rounds (3 by default; each round starts
+  with the next contender): direct, lockgate, litellm, portkey; each figure
+  reported is its median over the rounds, each ratio the median of the ratios
+  within a round (bench/peer_report.py `combine`);
 - writes bench/results/peers-latest.json and a dated copy, prints a table and
   issue 7's S1 targets, met or not.
 """
@@ -114,20 +117,31 @@ def measure(args: argparse.Namespace, results: dict) -> None:
         print("every contender answers a valid completion; warming up ...", flush=True)
         for url, key, headers in contenders.values():
             wrk(url, WARMUP_CONCURRENCY, WARMUP_SECONDS, key, headers)
+        names = list(contenders)
         for concurrency in args.concurrency:
-            measured = {}
-            for name, (url, key, headers) in contenders.items():
-                measured[name] = wrk(url, concurrency, args.seconds, key, headers)
-            row = peer_report.compare(concurrency, measured)
-            results["s1_unary_chat"].append(row)
-            print(json.dumps(row), flush=True)
+            rounds = []
+            for round_ in range(args.rounds):
+                # Each round starts with the next contender, so that none always
+                # runs right after the same one (whose leftovers it would inherit).
+                order = names[round_ % len(names):] + names[:round_ % len(names)]
+                measured = {}
+                for name in order:
+                    url, key, headers = contenders[name]
+                    measured[name] = wrk(url, concurrency, args.seconds, key, headers)
+                rounds.append(peer_report.compare(concurrency, measured))
+                print(json.dumps(rounds[-1]), flush=True)
+            results["s1_unary_chat"].append(peer_report.combine(rounds))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per concurrency; figures are their medians")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     for tool, hint in (("wrk", "apt-get install wrk; `make bench-peers` installs it"),
                        ("node", "Portkey's gateway runs on Node.js")):
         if shutil.which(tool) is None:
@@ -144,8 +158,10 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "method": "wrk fixed concurrency, same run, same simulator (no artificial latency), "
-                  "contenders interleaved per concurrency",
+                  "contenders interleaved per concurrency, in rounds; each figure the median "
+                  "over the rounds, each ratio the median of the ratios within a round",
         "seconds_per_run": args.seconds,
+        "rounds": args.rounds,
         "versions": {**versions, "lockgate": _lockgate_revision(),
                      "node": _tool_version(["node", "--version"]),
                      "wrk": _tool_version(["wrk", "--version"]).split(" Copyright")[0]},
@@ -165,6 +181,7 @@ def main() -> int:
     (RESULTS / "peers-latest.json").write_text(text)
     (RESULTS / f"peers-{time.strftime('%Y-%m-%d')}.json").write_text(text)
     print()
+    print(f"medians over {args.rounds} round(s) of {args.seconds} s per contender and concurrency:")
     print(peer_report.table(results["s1_unary_chat"]))
     print()
     print(peer_report.targets_text(results["targets"]))
