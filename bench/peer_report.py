@@ -1,10 +1,8 @@
-"""Pure arithmetic of `make bench-peers`: per-concurrency comparison rows, their
-median over rounds, issue 7's S1 targets checked against them, and the printed
-summary table."""
+"""Pure arithmetic of `make bench-peers`: per-concurrency comparison rows (of
+one round; bench/rounds.py combines the rounds), issue 7's S1 targets checked
+against them, and the printed summary table."""
 
 from __future__ import annotations
-
-import statistics
 
 CONTENDERS = ("direct", "lockgate", "litellm", "portkey")
 PEERS = ("litellm", "portkey")
@@ -46,46 +44,6 @@ def compare(concurrency: int, measured: dict[str, dict]) -> dict:
     for peer in PEERS:
         if lockgate is not None and peer in measured:
             row[f"lockgate_over_{peer}_rps"] = ratio(lockgate["rps"], measured[peer]["rps"])
-    return row
-
-
-#: Figures that add up over rounds; every other figure is the rounds' median.
-_TOTALS = ("requests", "errors")
-
-
-def _median(values: list) -> float | int | None:
-    """The median of one figure over the rounds; None if any round has none (a
-    contender that served nothing in a round has no ratio for the whole run)."""
-    if any(value is None for value in values):
-        return None
-    middle = statistics.median(values)
-    return round(middle, 3) if isinstance(middle, float) else middle
-
-
-def combine(rounds: list[dict]) -> dict:
-    """One concurrency's rounds (rows of `compare`, interleaved in time) -> one
-    row: each figure the median over the rounds of that figure, requests and
-    errors the totals, the rounds themselves kept under "rounds".
-
-    A ratio is the median of the ratios measured within each round (Lockgate and
-    the peer minutes apart, on the machine as it was then), not a ratio of
-    medians taken from different rounds: on a shared machine whose speed drifts,
-    the paired figure is the steadier one.
-    """
-    first = rounds[0]
-    row: dict = {"concurrency": first["concurrency"]}
-    for name, value in first.items():
-        if name == "concurrency":
-            continue
-        if isinstance(value, dict):
-            row[name] = {
-                field: (sum(r[name][field] for r in rounds) if field in _TOTALS
-                        else _median([r[name][field] for r in rounds]))
-                for field in value
-            }
-        else:
-            row[name] = _median([r[name] for r in rounds])
-    row["rounds"] = rounds
     return row
 
 

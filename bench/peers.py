@@ -13,7 +13,7 @@ Portkey's gateway, all in front of the same simulator, in one run.
   at each concurrency, interleaved, in rounds (3 by default; each round starts
   with the next contender): direct, lockgate, litellm, portkey; each figure
   reported is its median over the rounds, each ratio the median of the ratios
-  within a round (bench/peer_report.py `combine`);
+  within a round (bench/rounds.py);
 - writes bench/results/peers-latest.json and a dated copy, prints a table and
   issue 7's S1 targets, met or not.
 """
@@ -33,7 +33,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import peer_install, peer_report, peer_servers
+from bench import peer_install, peer_report, peer_servers, rounds
 from bench.run import BODY, GATEWAY, RESULTS, ROOT, govern, wrk
 from lockgate.stack.ephemeral import EphemeralStack, free_ports
 
@@ -119,7 +119,7 @@ def measure(args: argparse.Namespace, results: dict) -> None:
             wrk(url, WARMUP_CONCURRENCY, WARMUP_SECONDS, key, headers)
         names = list(contenders)
         for concurrency in args.concurrency:
-            rounds = []
+            measured_rounds = []
             for round_ in range(args.rounds):
                 # Each round starts with the next contender, so that none always
                 # runs right after the same one (whose leftovers it would inherit).
@@ -128,9 +128,9 @@ def measure(args: argparse.Namespace, results: dict) -> None:
                 for name in order:
                     url, key, headers = contenders[name]
                     measured[name] = wrk(url, concurrency, args.seconds, key, headers)
-                rounds.append(peer_report.compare(concurrency, measured))
-                print(json.dumps(rounds[-1]), flush=True)
-            results["s1_unary_chat"].append(peer_report.combine(rounds))
+                measured_rounds.append(peer_report.compare(concurrency, measured))
+                print(json.dumps(measured_rounds[-1]), flush=True)
+            results["s1_unary_chat"].append(rounds.combine(measured_rounds))
 
 
 def main() -> int:

@@ -1,9 +1,10 @@
 """`make bench`: the governed path against the simulator called directly, in one run.
 
-S1 (unary chat): wrk at concurrency 1 and 50 against
+S1 (unary chat): wrk at concurrency 1, 10 and 50 against
   - direct:   the provider simulator's /v1/chat/completions
   - governed: Envoy -> auth (key, policy) -> router -> simulator, usage ledgered
-Both in the same run on the same machine, so the ratio is what counts.
+Both in the same run on the same machine, so the ratio is what counts; in
+rounds (3 by default), each figure their median (bench/rounds.py).
 S2: 1,000 concurrent paced SSE streams, direct vs governed: completion,
   time-to-first-token overhead, and the peak RSS of all Lockgate processes
   (bench/streaming.py).
@@ -29,7 +30,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import check_latency, ledger_ingest, streaming
+from bench import check_latency, ledger_ingest, rounds, streaming
 from lockgate.stack import state as stack_state
 from lockgate.stack.ephemeral import EphemeralStack
 
@@ -160,16 +161,53 @@ def govern(stack) -> dict:
             "tenant_tpm": 10_000_000_000}
 
 
+def s1_round(stack, direct_url: str, governed_url: str, concurrency: int, seconds: int,
+             *, governed_first: bool) -> dict:
+    """One round of S1 at one concurrency: the simulator directly and the governed
+    path, one after the other, with the ratio and added latency between them."""
+
+    def run_governed() -> dict:
+        checks_before = governance_checks(stack)
+        governed = wrk(governed_url, concurrency, seconds, stack.admin_key)
+        # Every governed call must have been counted against the rate limits: a
+        # call let through unchecked (the ledger did not answer in time) is a
+        # governance gap, reported beside the throughput it bought. Read once the
+        # run's unused admission tickets are back.
+        time.sleep(TICKETS_BACK_SECONDS)
+        governed["governance_checks"] = checks_since(checks_before, governance_checks(stack))
+        return governed
+
+    if governed_first:
+        governed = run_governed()
+        direct = wrk(direct_url, concurrency, seconds, None)
+    else:
+        direct = wrk(direct_url, concurrency, seconds, None)
+        governed = run_governed()
+    return {
+        "concurrency": concurrency,
+        "direct": direct,
+        "governed": governed,
+        "governed_vs_direct_rps": round(governed["rps"] / direct["rps"], 3),
+        "added_p50_ms": round(governed["p50_ms"] - direct["p50_ms"], 3),
+        "added_p99_ms": round(governed["p99_ms"] - direct["p99_ms"], 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="S1: rounds per concurrency (direct and governed in each); "
+                             "figures are their medians")
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams of S2")
     parser.add_argument("--ingest-seconds", type=float, default=10.0,
                         help="S3: measured seconds per backend and sender count")
     parser.add_argument("--check-seconds", type=float, default=5.0,
                         help="S4: seconds of health and of Check calls per gRPC concurrency")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk); `make bench` installs it", file=sys.stderr)
         return 2
@@ -177,8 +215,13 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "method": "wrk fixed concurrency, same run, same simulator (no artificial latency)",
+        "method": "wrk fixed concurrency, same run, same simulator (no artificial latency); "
+                  "S1 in rounds (direct and governed in each, alternating which goes first): "
+                  "each figure the median over the rounds, each ratio and added latency the "
+                  "median of those within a round, requests, errors and governance checks "
+                  "totals",
         "seconds_per_run": args.seconds,
+        "rounds": args.rounds,
         "s1_unary_chat": [],
     }
     with EphemeralStack(config=GATEWAY) as stack:
@@ -188,25 +231,15 @@ def main() -> int:
         for url, key in ((direct_url, None), (governed_url, stack.admin_key)):  # warm up
             wrk(url, 4, 2, key)
         for concurrency in args.concurrency:
-            direct = wrk(direct_url, concurrency, args.seconds, None)
-            checks_before = governance_checks(stack)
-            governed = wrk(governed_url, concurrency, args.seconds, stack.admin_key)
-            # Every governed call must have been counted against the rate limits:
-            # a call let through unchecked (the ledger did not answer in time) is
-            # a governance gap, reported beside the throughput it bought. Read once
-            # the run's unused admission tickets are back.
-            time.sleep(TICKETS_BACK_SECONDS)
-            governed["governance_checks"] = checks_since(checks_before, governance_checks(stack))
-            row = {
-                "concurrency": concurrency,
-                "direct": direct,
-                "governed": governed,
-                "governed_vs_direct_rps": round(governed["rps"] / direct["rps"], 3),
-                "added_p50_ms": round(governed["p50_ms"] - direct["p50_ms"], 3),
-                "added_p99_ms": round(governed["p99_ms"] - direct["p99_ms"], 3),
-            }
-            results["s1_unary_chat"].append(row)
-            print(json.dumps(row))
+            measured = []
+            for round_ in range(args.rounds):
+                # Every other round runs the governed path first, so that neither
+                # side always follows the other.
+                row = s1_round(stack, direct_url, governed_url, concurrency, args.seconds,
+                               governed_first=round_ % 2 == 1)
+                measured.append(row)
+                print(json.dumps(row), flush=True)
+            results["s1_unary_chat"].append(rounds.combine(measured))
         checks_before = governance_checks(stack)
         results["s2_streaming"] = streaming.compare(
             f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",

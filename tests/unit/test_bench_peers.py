@@ -73,56 +73,6 @@ def test_compare_does_not_change_the_measurements():
     assert json.dumps(runs, sort_keys=True) == before
 
 
-def test_combine_takes_each_figure_s_median_and_totals_requests_and_errors():
-    rounds = [
-        peer_report.compare(50, measured(lockgate_rps=400.0, lockgate_p99=60.0)),
-        peer_report.compare(50, measured(lockgate_rps=1000.0, lockgate_p99=40.0, lockgate_errors=2)),
-        peer_report.compare(50, measured(lockgate_rps=600.0, lockgate_p99=90.0)),
-    ]
-    row = peer_report.combine(rounds)
-    assert row["concurrency"] == 50
-    assert row["lockgate"]["rps"] == 600.0
-    assert row["lockgate"]["p99_ms"] == 60.0
-    assert row["lockgate"]["requests"] == 4000 + 10000 + 6000
-    assert row["lockgate"]["errors"] == 2
-    assert row["lockgate_over_portkey_rps"] == 1.2  # 0.8, 2.0, 1.2 -> 1.2
-    assert row["rounds"] == rounds
-
-
-def test_combine_pairs_ratios_within_a_round():
-    # The machine ran twice as fast in the second round: every contender doubled.
-    slow = measured(lockgate_rps=400.0)
-    fast = {name: {**result, "rps": result["rps"] * 2} for name, result in measured(400.0).items()}
-    fast["lockgate"]["rps"] = 1200.0  # 1200 / 1000 = 1.2 within that round
-    rows = [peer_report.compare(50, slow), peer_report.compare(50, fast),
-            peer_report.compare(50, fast)]
-    row = peer_report.combine(rows)
-    # Medians: Lockgate 1200 rps, Portkey 1000 rps; the paired ratios 0.8, 1.2, 1.2.
-    assert row["lockgate_over_portkey_rps"] == 1.2
-    two = peer_report.combine(rows[:2])
-    # An even count: the middle two's mean, of ratios and of figures alike.
-    assert two["lockgate_over_portkey_rps"] == 1.0
-    assert two["lockgate"]["rps"] == 800.0
-
-
-def test_combine_of_one_round_is_that_round():
-    row = peer_report.compare(1, measured())
-    combined = peer_report.combine([row])
-    assert {k: v for k, v in combined.items() if k != "rounds"} == row
-
-
-def test_combine_keeps_a_round_where_a_peer_served_nothing_as_no_ratio():
-    empty = measured()
-    empty["portkey"] = wrk_result(0.0, 0.0, 0.0, errors=100)
-    row = peer_report.combine([peer_report.compare(50, measured()),
-                               peer_report.compare(50, empty),
-                               peer_report.compare(50, measured())])
-    assert row["lockgate_over_portkey_rps"] is None
-    assert row["portkey"]["errors"] == 100
-    checks = checks_by_name([row])
-    assert checks["c=50 Lockgate rps / portkey rps"]["met"] is False
-
-
 # -- targets ------------------------------------------------------------------------
 
 
