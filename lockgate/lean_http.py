@@ -32,7 +32,7 @@ from http import HTTPStatus
 
 import httptools
 
-from lockgate.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from lockgate.metrics import count_http_call
 
 log = logging.getLogger("lockgate.lean_http")
 
@@ -263,8 +263,7 @@ class LeanHttpServer:
         """Count a call answered with `head` (its response starts with the status line)."""
         method = self.methods.get(request.path.split("?", 1)[0], self.other_method)
         status = head[9:12].decode("latin-1") if head.startswith(b"HTTP/1.1 ") else "none"
-        HTTP_REQUESTS.labels(self.name, method, status).inc()
-        HTTP_LATENCY.labels(self.name, method).observe(time.perf_counter() - request.arrived)
+        count_http_call(self.name, method, status, time.perf_counter() - request.arrived)
 
     async def listen(self) -> int:
         """Bind and serve; returns the port (the one chosen when `port` is 0)."""

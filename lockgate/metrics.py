@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import Metric
 from lockgate.stack.layout import SERVICES
 
 __all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "Counter", "Gauge", "Histogram",
-           "start_metrics_server"]
+           "count_http_call", "start_metrics_server"]
 
 GRPC_REQUESTS = Counter(
     "lockgate_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]
@@ -39,6 +39,23 @@ HTTP_LATENCY = Histogram(
     ["service", "method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+#: (service, method, status) -> that call's request counter and latency histogram.
+#: Looking a child up with `labels()` costs ≈ 1.7 µs, and a hot-path call counts
+#: itself twice (the router's listener, auth's check): kept here, the pair costs
+#: one dict lookup. Bounded as the label sets are: services, their methods, and
+#: three-digit statuses.
+_HTTP_CHILDREN: dict[tuple[str, str, str], tuple] = {}
+
+
+def count_http_call(service: str, method: str, status: str, seconds: float) -> None:
+    """Count one hot-path HTTP call in HTTP_REQUESTS and HTTP_LATENCY."""
+    children = _HTTP_CHILDREN.get((service, method, status))
+    if children is None:
+        children = _HTTP_CHILDREN[(service, method, status)] = (
+            HTTP_REQUESTS.labels(service, method, status), HTTP_LATENCY.labels(service, method))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 #: Labels that say which service a sample belongs to (webhooks name their `source`).

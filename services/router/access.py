@@ -33,7 +33,7 @@ import orjson
 from lockgate import edge_access
 from lockgate.identity import KEY_ID, TENANT_ID
 from lockgate.lean_http import HttpRequest, response
-from lockgate.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from lockgate.metrics import count_http_call
 from services.auth.check import Allowed, Checker, CheckInput, Denied
 
 log = logging.getLogger("lockgate.router.access")
@@ -118,5 +118,4 @@ class InProcessAccess:
 def _count(status: int, started: float) -> None:
     """Counted as auth's checks over HTTP are (lockgate/lean_http.py), so that
     dashboards read the same in every process layout."""
-    HTTP_REQUESTS.labels("auth", "Check", str(status)).inc()
-    HTTP_LATENCY.labels("auth", "Check").observe(time.perf_counter() - started)
+    count_http_call("auth", "Check", str(status), time.perf_counter() - started)

@@ -467,8 +467,10 @@ class Router:
     def meter(self, call: Call) -> None:
         """Hand the call to the ledger (never blocks; see metering.py)."""
         now = time.perf_counter()
-        created = Timestamp()
-        created.GetCurrentTime()
+        # Built from the clock's integer nanoseconds: Timestamp.GetCurrentTime goes
+        # through a datetime, ≈ 5x the cost, once per call.
+        wall_ns = time.time_ns()
+        created = Timestamp(seconds=wall_ns // 1_000_000_000, nanos=wall_ns % 1_000_000_000)
         self.recorder.record(
             ledger_pb.UsageEntry(
                 request_id=call.request_id,

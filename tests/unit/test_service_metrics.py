@@ -3,6 +3,7 @@ only their own metrics, so scraping every port counts nothing twice."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from lockgate.metrics import ServiceMetrics
@@ -57,3 +58,24 @@ def test_a_service_alone_in_its_process_shows_everything_of_its_own():
     alone = scrape(ServiceMetrics("ledger", registry=registry))
     assert "lockgate_decision_log_written_total 7.0" in alone
     assert "# HELP lockgate_grpc_requests_total" in alone  # the family, even with no own samples
+
+
+def test_a_hot_path_call_counts_in_both_series_of_its_labels():
+    from prometheus_client import REGISTRY
+
+    from lockgate.metrics import count_http_call
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    calls = {"service": "unit-test", "method": "Chat", "status": "200"}
+    latency = {"service": "unit-test", "method": "Chat"}
+    before = sample("lockgate_http_requests_total", **calls)
+    count_http_call("unit-test", "Chat", "200", 0.002)
+    count_http_call("unit-test", "Chat", "200", 0.3)
+    count_http_call("unit-test", "Chat", "429", 0.001)
+    assert sample("lockgate_http_requests_total", **calls) == before + 2
+    assert sample("lockgate_http_requests_total", **{**calls, "status": "429"}) == 1
+    assert sample("lockgate_http_request_seconds_count", **latency) == 3
+    assert sample("lockgate_http_request_seconds_bucket", **latency, le="0.0025") == 2
+    assert sample("lockgate_http_request_seconds_sum", **latency) == pytest.approx(0.303)
