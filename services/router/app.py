@@ -30,6 +30,7 @@ from services.router.http_edge import edge_server
 from services.router.metering import UsageRecorder
 from services.router.price_sync import PriceSync
 from services.router.prompt_api import PromptApis
+from services.router.providers.unary_client import UnaryClient
 from services.router.reload import GENERATION, ConfigWatcher
 from services.router.routing_policy import RoutingPolicy
 from services.router.service import Router
@@ -105,6 +106,8 @@ class RouterApp:
         self.config = load_gateway_config(self.config_path)
         self.policy = build_policy(settings)
         self.session: aiohttp.ClientSession | None = None
+        #: Unary provider calls (providers/unary_client.py); streams use `session`.
+        self.unary: UnaryClient | None = None
         self.tables: TableHolder | None = None
         self.health = HealthBoard(
             self.config.routing.circuit_breaker, self.config.routing.latency_ewma_alpha
@@ -144,8 +147,10 @@ class RouterApp:
             auto_decompress=True,
             read_bufsize=1 << 20,  # one SSE line may be large (tool arguments, images)
         )
+        self.unary = UnaryClient(max_connections=self.settings.max_upstream_connections)
         self.tables = TableHolder(
-            build_table(self.config, 1, self.session, self.health, self.price_sync.book)
+            build_table(self.config, 1, self.session, self.health, self.price_sync.book,
+                        unary=self.unary)
         )
         GENERATION.set(1)
         self.decisions = (
@@ -211,7 +216,7 @@ class RouterApp:
         current = self.tables.current
         self.tables.current = build_table(
             config, current.generation + 1, self.session, self.health, self.price_sync.book,
-            previous=current,
+            previous=current, unary=self.unary,
         )
         if config.routing.cache != self.config.routing.cache and self.router is not None:
             old, self.router.cache = self.router.cache, build_cache(config.routing.cache)
@@ -231,7 +236,7 @@ class RouterApp:
         current = self.tables.current
         self.tables.current = build_table(
             self.config, current.generation + 1, self.session, self.health, book,
-            previous=current,
+            previous=current, unary=self.unary,
         )
         GENERATION.set(self.tables.current.generation)
 
@@ -250,5 +255,7 @@ class RouterApp:
             await self.router.cache.close()
         if self.session is not None:
             await self.session.close()
+        if self.unary is not None:
+            self.unary.close()
         if self.admit_client is not None:
             self.admit_client.close()

@@ -25,6 +25,7 @@ from services.router.config import (
 )
 from services.router.health import DeploymentHealth, HealthBoard
 from services.router.providers import Provider, build_provider
+from services.router.providers.unary_client import UnaryClient
 
 log = logging.getLogger("lockgate.router.table")
 
@@ -104,9 +105,11 @@ def build_table(
     health: HealthBoard,
     prices: PriceBook,
     previous: RoutingTable | None = None,
+    unary: UnaryClient | None = None,
 ) -> RoutingTable:
     """A table for `config`, reusing `previous`'s adapters where the provider
-    config is unchanged (their connections stay warm)."""
+    config is unchanged (their connections stay warm). Unary calls go through
+    `unary` when given, streams through `session`."""
     health.reconfigure(config.routing.circuit_breaker, config.routing.latency_ewma_alpha)
     providers: dict[str, tuple[ProviderConfig, Provider]] = {}
     for name, provider_config in config.providers.items():
@@ -114,7 +117,8 @@ def build_table(
         if old is not None and old[0] == provider_config:
             providers[name] = old
         else:
-            providers[name] = (provider_config, build_provider(name, provider_config, session))
+            providers[name] = (provider_config, build_provider(
+                name, provider_config, session, unary))
     deployments = {}
     for name, dep in config.deployments.items():
         provider_config, provider = providers[dep.provider]

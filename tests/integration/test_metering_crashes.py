@@ -114,7 +114,10 @@ def usage(i: int) -> ledger_pb.UsageEntry:
 async def test_ledger_killed_mid_write_then_restarted_loses_and_duplicates_nothing(
     database_url, tmp_path
 ):
-    total, per_second = 30_000, 20_000  # faster than one ledger writes: batches back to back
+    # Faster than one ledger writes (batches back to back), and long enough (3 s)
+    # that the load is still going at the first kill on a slow, busy machine
+    # (30,000 entries once finished before it in a full-suite run).
+    total, per_second = 60_000, 20_000
     ledger = ledger_process(database_url, tmp_path)
     await ledger.start()
     recorder = UsageRecorder(ledger.address, tmp_path / "spool", flush_interval=0.01)

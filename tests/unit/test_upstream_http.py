@@ -12,6 +12,7 @@ from aiohttp import web
 from lockgate.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import CLIENT_HEADERS, UpstreamHTTP, retry_after_seconds
+from services.router.providers.unary_client import UnaryClient
 
 TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)
 
@@ -62,25 +63,49 @@ async def server():
     await runner.cleanup()
 
 
-async def test_context_length_code_passes_through(server):
+@pytest.fixture(params=["aiohttp", "lean"])
+async def unary(request):
+    """Unary calls through aiohttp's session (None) or the router's lean client:
+    the same answers must map to the same errors."""
+    if request.param == "aiohttp":
+        yield None
+        return
+    client = UnaryClient(max_connections=8)
+    yield client
+    client.close()
+
+
+async def test_context_length_code_passes_through(server, unary):
     base, session, _ = server
     with pytest.raises(InvalidRequest) as err:
-        await UpstreamHTTP("p", session).post_json(f"{base}/context", {}, {}, TIMEOUTS)
+        await UpstreamHTTP("p", session, unary=unary).post_json(f"{base}/context", {}, {},
+                                                                 TIMEOUTS)
     assert err.value.code == "context_length_exceeded"
 
 
-async def test_rate_limit_keeps_retry_after_and_not_the_providers_code(server):
+async def test_rate_limit_keeps_retry_after_and_not_the_providers_code(server, unary):
     base, session, _ = server
     with pytest.raises(RateLimited) as err:
-        await UpstreamHTTP("p", session).post_json(f"{base}/limited", {}, {}, TIMEOUTS)
+        await UpstreamHTTP("p", session, unary=unary).post_json(f"{base}/limited", {}, {},
+                                                                 TIMEOUTS)
     assert err.value.retry_after == 1.5 and err.value.code == "upstream_rate_limited"
 
 
-async def test_oversized_responses_are_refused(server):
+async def test_oversized_responses_are_refused(server, unary):
     base, session, _ = server
     with pytest.raises(UpstreamError, match="oversized"):
-        await UpstreamHTTP("p", session, max_response_bytes=1024).post_json(
+        await UpstreamHTTP("p", session, max_response_bytes=1024, unary=unary).post_json(
             f"{base}/big", {}, {}, TIMEOUTS)
+
+
+async def test_a_unary_call_forwards_only_allowed_client_headers(server, unary):
+    base, session, seen = server
+    CLIENT_HEADERS.set((("x-sim-status", "200"), ("x-other", "no"), ("authorization", "Bearer x")))
+    http = UpstreamHTTP("p", session, forward_headers=["x-sim-*"], unary=unary)
+    with pytest.raises(UpstreamError):  # the route answers an event stream, not JSON
+        await http.post_json(f"{base}/sse", {"a": 1}, {"authorization": "Bearer mine"}, TIMEOUTS)
+    assert seen[-1]["x-sim-status"] == "200" and "x-other" not in seen[-1]
+    assert seen[-1]["Authorization"] == "Bearer mine"
 
 
 async def test_sse_events_join_data_lines_and_skip_comments(server):

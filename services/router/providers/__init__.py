@@ -1,6 +1,8 @@
 """Provider adapters, one module each, behind the Provider protocol (base.py).
 
-Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession)`.
+Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession,
+UnaryClient | None)`: streams go through the session, unary calls through the
+lean client when there is one (providers/unary_client.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import aiohttp
 
 from services.router.config import ProviderConfig
 from services.router.providers.base import Provider
+from services.router.providers.unary_client import UnaryClient
 
 __all__ = ["Provider", "build_provider"]
 
@@ -24,7 +27,8 @@ ADAPTERS = {
 }
 
 
-def build_provider(name: str, config: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+def build_provider(name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                   unary: UnaryClient | None = None) -> Provider:
     """The adapter for a provider config entry."""
     module, _, cls = ADAPTERS[config.type].partition(":")
-    return getattr(importlib.import_module(module), cls)(name, config, session)
+    return getattr(importlib.import_module(module), cls)(name, config, session, unary)

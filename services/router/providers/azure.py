@@ -40,14 +40,16 @@ from lockgate.errors import InvalidRequest, LockgateError
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import api_key
 from services.router.providers.openai import OpenAIProvider
+from services.router.providers.unary_client import UnaryClient
 
 #: Latest GA version of Azure OpenAI's data-plane inference API.
 DEFAULT_API_VERSION = "2024-10-21"
 
 
 class AzureOpenAIProvider(OpenAIProvider):
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
-        super().__init__(name, config, session)
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                 unary: UnaryClient | None = None):
+        super().__init__(name, config, session, unary)
         self.api_version = config.api_version or DEFAULT_API_VERSION
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

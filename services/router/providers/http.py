@@ -2,6 +2,12 @@
 an SSE reader, and one mapping from transport failures and provider statuses
 to lockgate.errors.
 
+Unary calls (`post_json`) go over the router's lean keep-alive client when it
+passes one (providers/unary_client.py: the router's event loop is the stack's
+bottleneck, and aiohttp was its largest part per call); streams, and unary
+calls without one (adapters built on their own, as in tests), over aiohttp.
+Either way the same answers map to the same errors.
+
 The base URL is always the admin-configured one (ProviderConfig.base_url);
 adapters only append documented paths to it, so a request can never steer the
 gateway to another host (SSRF).
@@ -35,6 +41,13 @@ from lockgate.errors import (
 from lockgate.logs import redact
 from services.router.config import TimeoutsConfig
 from services.router.providers.sse import SSEEvent, SSEParser
+from services.router.providers.unary_client import (
+    BadResponse,
+    RefusedRequest,
+    ResponseTooLarge,
+    UnaryClient,
+    UnaryConnectError,
+)
 
 #: Bound on the part of an error body we read (the message is all we keep).
 MAX_ERROR_BYTES = 64 * 1024
@@ -60,9 +73,12 @@ class UpstreamHTTP:
         max_response_bytes: int = 16 * 1024 * 1024,
         error_hook: ErrorHook | None = None,
         forward_headers: Sequence[str] = (),
+        unary: UnaryClient | None = None,
     ):
         self.provider = provider
         self.session = session
+        #: The router's lean pool for `post_json` (aiohttp's session when None).
+        self.unary = unary
         self.max_response_bytes = max_response_bytes
         self.error_hook = error_hook
         self._exact = frozenset(h for h in forward_headers if not h.endswith("*"))
@@ -82,6 +98,8 @@ class UpstreamHTTP:
         self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
     ) -> dict:
         """POST a JSON body; the JSON object answered, or a mapped LockgateError."""
+        if self.unary is not None:
+            return await self._post_json_lean(url, payload, headers, timeouts)
         try:
             async with asyncio.timeout(timeouts.total):
                 async with self.session.post(
@@ -97,6 +115,27 @@ class UpstreamHTTP:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
             raise self.transport_error(exc) from None
+        return self._json_object(raw)
+
+    async def _post_json_lean(
+        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
+    ) -> dict:
+        assert self.unary is not None
+        try:
+            async with asyncio.timeout(timeouts.total):
+                reply = await self.unary.post(
+                    url, orjson.dumps(payload), self._with_forwarded(headers),
+                    connect_timeout=timeouts.connect, max_bytes=self.max_response_bytes,
+                )
+        except ResponseTooLarge:
+            raise UpstreamError(f"provider {self.provider!r} sent an oversized response") from None
+        except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
+            raise self.transport_error(exc) from None
+        if reply.status >= 300:
+            raise self._answer_error(reply.status, reply.body[:MAX_ERROR_BYTES], reply.headers)
+        return self._json_object(reply.body)
+
+    def _json_object(self, raw: bytes) -> dict:
         try:
             reply = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -152,28 +191,37 @@ class UpstreamHTTP:
         name = self.provider
         if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             return UpstreamTimeout(f"provider {name!r} timed out")
-        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError
+                      | UnaryConnectError):
             return UpstreamUnavailable(f"provider {name!r} is unreachable")
         if isinstance(
             exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | ConnectionError
         ):
             return UpstreamError(f"provider {name!r} closed the connection")
+        if isinstance(exc, BadResponse):
+            return UpstreamError(f"provider {name!r} sent an unreadable response")
+        if isinstance(exc, RefusedRequest):
+            return UpstreamError(f"request to provider {name!r} not sent: {exc}")
         return UpstreamError(f"provider {name!r} failed: {type(exc).__name__}")
 
     async def _status_error(self, resp: aiohttp.ClientResponse) -> LockgateError:
-        raw = await resp.content.read(MAX_ERROR_BYTES)
+        return self._answer_error(resp.status, await resp.content.read(MAX_ERROR_BYTES),
+                                  resp.headers)
+
+    def _answer_error(self, status: int, raw: bytes, headers) -> LockgateError:
+        """A non-2xx answer (its status, the start of its body, its headers) as an error."""
         try:
             parsed: object = orjson.loads(raw)
         except orjson.JSONDecodeError:
             parsed = None
         text = raw[:500].decode(errors="replace")
         if self.error_hook is not None:
-            mapped = self.error_hook(resp.status, parsed, text, resp.headers)
+            mapped = self.error_hook(status, parsed, text, headers)
             if mapped is not None:
                 return mapped
         return status_error(
-            self.provider, resp.status, error_message(parsed) or text,
-            retry_after=retry_after_seconds(resp.headers), code=_passed_code(parsed),
+            self.provider, status, error_message(parsed) or text,
+            retry_after=retry_after_seconds(headers), code=_passed_code(parsed),
         )
 
 

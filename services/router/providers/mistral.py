@@ -83,6 +83,7 @@ from services.router.providers.http import (
     status_error,
 )
 from services.router.providers.openai import stream_chunks
+from services.router.providers.unary_client import UnaryClient
 
 _SAME = frozenset({
     "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
@@ -121,12 +122,14 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class MistralProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                 unary: UnaryClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
             name, session, max_response_bytes=config.max_response_bytes, error_hook=self._error,
             forward_headers=config.forward_headers,
+            unary=unary,
         )
         self.headers = {"content-type": "application/json", "accept": "application/json"}
         key = api_key(config.api_key_env)

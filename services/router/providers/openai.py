@@ -18,15 +18,18 @@ from lockgate.logs import redact
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import UpstreamHTTP, api_key, error_message
 from services.router.providers.sse import SSEEvent
+from services.router.providers.unary_client import UnaryClient
 
 
 class OpenAIProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                 unary: UnaryClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
             name, session, max_response_bytes=config.max_response_bytes,
             forward_headers=config.forward_headers,
+            unary=unary,
         )
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

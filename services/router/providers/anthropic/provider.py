@@ -21,17 +21,20 @@ from services.router.providers.anthropic.request import to_anthropic
 from services.router.providers.anthropic.response import to_completion
 from services.router.providers.anthropic.stream import StreamTranslator
 from services.router.providers.http import UpstreamHTTP, api_key
+from services.router.providers.unary_client import UnaryClient
 
 DEFAULT_VERSION = "2023-06-01"
 
 
 class AnthropicProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                 unary: UnaryClient | None = None):
         self.name = name
         self.url = f"{config.base_url}/v1/messages"
         self.http = UpstreamHTTP(
             name, session, max_response_bytes=config.max_response_bytes,
             error_hook=self._error_hook, forward_headers=config.forward_headers,
+            unary=unary,
         )
         self.headers = {
             "content-type": "application/json",

@@ -22,12 +22,14 @@ from services.router.providers.gemini.errors import gemini_error
 from services.router.providers.gemini.request import to_gemini_request
 from services.router.providers.gemini.response import StreamTranslator, from_gemini_response
 from services.router.providers.http import UpstreamHTTP, api_key
+from services.router.providers.unary_client import UnaryClient
 
 API_VERSION = "v1beta"
 
 
 class GeminiProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession):
+    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
+                 unary: UnaryClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
@@ -36,6 +38,7 @@ class GeminiProvider:
                 name, status, parsed, text, headers
             ),
             forward_headers=config.forward_headers,
+            unary=unary,
         )
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

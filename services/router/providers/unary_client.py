@@ -1,0 +1,338 @@
+"""Unary calls to providers (one JSON body up, one back) over a lean keep-alive
+HTTP/1.1 pool, parsed by httptools on the event loop.
+
+The router+auth event loop is the stack's bottleneck, and aiohttp's client was
+the largest single part of it per unary call: in a client-only benchmark
+against the simulator it cost 84-120 µs of CPU per call, this 54-57
+(docs/performance.md). Streams stay on aiohttp: their cost is per chunk, not
+per request.
+
+What it does, and what it refuses:
+- http and https only (TLS verified against the system's CAs, with SNI); the
+  URL is always an admin-configured base URL plus a documented path
+  (providers/http.py), never the client's;
+- keep-alive connections per scheme, host and port, reused newest first; one
+  idle longer than `idle_seconds` (providers close theirs after 60 s or more)
+  or closed by the server is dropped, never written to; at most
+  `max_connections` calls at once over all hosts (callers beyond wait);
+- bodies delimited by content-length, chunked, or the end of the connection;
+  gzip and deflate decoded (the request offers them, as aiohttp's did);
+- bounded: the response body (`max_bytes`, also after decoding), the header
+  block, the header count; a header name or value that could split the
+  request is refused before anything is sent;
+- any failure closes that connection; it is never reused half-read.
+
+Failures are raised as `RefusedRequest` (nothing sent), `UnaryConnectError`
+(nothing reached the provider), `TimeoutError` (the connect timeout),
+`ConnectionError` (closed mid-answer), `ResponseTooLarge` and `BadResponse`;
+providers/http.py maps them to the gateway's errors, as it maps aiohttp's. A
+keep-alive connection the provider closes at the moment it is reused fails
+that call as closed (aiohttp does not retry a POST either); the router's
+retries and failover take it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+#: The header block of a response is read up to this size.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 256
+#: Parsed request targets kept (base URLs times documented paths: a handful).
+_MAX_TARGETS = 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class UnaryConnectError(OSError):
+    """The provider could not be reached (refused, no route, DNS, TLS handshake)."""
+
+
+class ResponseTooLarge(Exception):
+    """The answer is larger than the caller's bound."""
+
+
+class BadResponse(Exception):
+    """The answer is not HTTP/1.1 this client can read."""
+
+
+class RefusedRequest(ValueError):
+    """The request was not sent: a URL or header this client will not put on the wire."""
+
+
+@dataclass(slots=True)
+class UnaryReply:
+    status: int
+    #: Lower-case names; a repeated header keeps its last value.
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    #: Path and query, as sent on the request line.
+    path: str
+    #: The request line and host header, ready to send.
+    head: bytes
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise RefusedRequest(f"unsupported URL scheme {parts.scheme!r}")
+    host = parts.hostname
+    if not host:
+        raise RefusedRequest("the URL has no host")
+    default = 443 if parts.scheme == "https" else 80
+    port = parts.port or default
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    host_header = host if ":" not in host else f"[{host}]"
+    if port != default:
+        host_header += f":{port}"
+    head = f"POST {path} HTTP/1.1\r\nhost: {host_header}\r\n".encode()
+    return _Target(parts.scheme, host, port, path, head)
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    lines = []
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise RefusedRequest(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise RefusedRequest(f"header {name} has a control character in its value")
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise RefusedRequest("a header value is not ISO-8859-1 text") from None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one exchange at a time."""
+
+    def __init__(self):
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future | None = None
+        self.max_bytes = 0
+        self.size = 0
+        self.header_bytes = 0
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.delimited = True  # by content-length or chunked (not by the connection's end)
+        self.reusable = False
+        self.idle_since = 0.0
+
+    # -- asyncio -----------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        if self.waiter is None or self.waiter.done():
+            return
+        if self.headers_done and not self.delimited and exc is None:
+            self._finish()  # a body that ends with the connection
+        else:
+            self._fail(ConnectionResetError("the provider closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadResponse("the provider switched protocols"))
+        except httptools.HttpParserError as exc:
+            # A bound a callback enforced comes back as the parser's error's context.
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, BadResponse | ResponseTooLarge)
+                       else BadResponse(f"malformed HTTP response: {exc}"))
+
+    # -- httptools ---------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) >= MAX_HEADERS:
+            raise BadResponse("the response's headers are too large")
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        length = self.headers.get("content-length")
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self.delimited = length is not None or chunked
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            raise ResponseTooLarge("declared larger than the bound")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.max_bytes:
+            raise ResponseTooLarge("larger than the bound")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._finish()
+
+    # -- the exchange ------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if self.waiter is None or self.waiter.done():
+            return
+        try:
+            status = self.parser.get_status_code()
+            if status < 200:
+                raise BadResponse(f"unexpected interim answer {status}")
+            body = _decoded(b"".join(self.body), self.headers.get("content-encoding", ""),
+                            self.max_bytes)
+        except (BadResponse, ResponseTooLarge) as exc:
+            self._fail(exc)
+            return
+        self.reusable = (self.delimited and self.transport is not None
+                         and self.parser.should_keep_alive())
+        self.waiter.set_result(UnaryReply(status, self.headers, body))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        self.close()
+
+    async def exchange(self, request: bytes, max_bytes: int) -> UnaryReply:
+        self.max_bytes, self.size, self.header_bytes = max_bytes, 0, 0
+        self.headers, self.body, self.headers_done, self.reusable = {}, [], False, False
+        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    def usable(self, now: float, idle_seconds: float) -> bool:
+        return (self.transport is not None and not self.transport.is_closing()
+                and now - self.idle_since < idle_seconds)
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise BadResponse(f"unsupported content-encoding {encoding!r}")
+    # 47: a gzip or zlib header, detected; raw deflate (some servers) is tried after.
+    for wbits in (47, -15):
+        decoder = zlib.decompressobj(wbits)
+        try:
+            out = decoder.decompress(body, max_bytes + 1)
+        except zlib.error:
+            continue
+        if len(out) > max_bytes or decoder.unconsumed_tail:
+            raise ResponseTooLarge("larger than the bound once decoded")
+        return out
+    raise BadResponse(f"the {encoding} body does not decode")
+
+
+class UnaryClient:
+    """POSTs one body and reads one answer, over keep-alive connections."""
+
+    def __init__(self, *, max_connections: int = 1000, idle_seconds: float = 15.0,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.idle_seconds = idle_seconds
+        self._ssl = ssl_context
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+                   connect_timeout: float, max_bytes: int) -> UnaryReply:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = _target(url)
+        request = b"".join((
+            target.head, _header_lines(headers),
+            b"accept-encoding: gzip, deflate\r\ncontent-length: %d\r\n\r\n" % len(body), body,
+        ))
+        async with self._slots:
+            connection = self._checkout(target.origin) or await self._connect(target,
+                                                                                connect_timeout)
+            try:
+                reply = await connection.exchange(request, max_bytes)
+            except BaseException:
+                connection.close()  # never reused half-read
+                raise
+            if connection.reusable:
+                self._checkin(target.origin, connection)
+            else:
+                connection.close()
+            return reply
+
+    def _checkin(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        now = time.monotonic()
+        connection.idle_since = now
+        idle = self._idle.setdefault(origin, [])
+        # Reuse takes the newest (the top); the oldest (the bottom) may sit unused
+        # under steady traffic: close it once idle too long, one per call.
+        if idle and not idle[0].usable(now, self.idle_seconds):
+            idle.pop(0).close()
+        idle.append(connection)
+
+    def _checkout(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if connection.usable(now, self.idle_seconds):
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, target: _Target, connect_seconds: float) -> _Connection:
+        tls = None
+        if target.scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            tls = self._ssl
+        try:
+            async with asyncio.timeout(connect_seconds):
+                _transport, connection = await asyncio.get_running_loop().create_connection(
+                    _Connection, target.host, target.port, ssl=tls,
+                    server_hostname=target.host if tls else None,
+                )
+        except TimeoutError:
+            raise
+        except (OSError, ssl.SSLError) as exc:
+            raise UnaryConnectError(f"cannot reach {target.host}:{target.port}: {exc}") from exc
+        return connection
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()

@@ -1,0 +1,358 @@
+"""The router's lean client for unary provider calls (providers/unary_client.py),
+against real local servers that answer exactly the bytes each test scripts:
+framing (content-length, chunked, the connection's end), decoding, bounds,
+keep-alive reuse and its limits, failures, TLS, and how UpstreamHTTP maps
+each failure."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import gzip
+import ipaddress
+import ssl
+import zlib
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lockgate.errors import RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from services.router.config import TimeoutsConfig
+from services.router.providers.http import UpstreamHTTP
+from services.router.providers.unary_client import (
+    BadResponse,
+    RefusedRequest,
+    ResponseTooLarge,
+    UnaryClient,
+    UnaryConnectError,
+)
+
+MAX = 1 << 20
+TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)
+
+
+def reply(body: bytes, *, status: str = "200 OK", headers: tuple[str, ...] = ()) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"content-length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted action: bytes to send (then
+    keep the connection), ("close", bytes) to send and close, or "hang"."""
+
+    def __init__(self, script: list):
+        self.script = list(script)
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.handlers: set[asyncio.Task] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.done = asyncio.Event()
+
+    async def __aenter__(self) -> ScriptedServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        # Each handler ends on its own (a hung one is released, the others see
+        # their connection end), so that none is left for the loop to cancel.
+        self.done.set()
+        for writer in self.writers:
+            writer.close()
+        await asyncio.wait_for(asyncio.gather(*self.handlers), 5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.handlers.add(asyncio.current_task())
+        self.writers.add(writer)
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                self.requests.append(head + await reader.readexactly(length))
+                action = self.script.pop(0)
+                if action == "hang":
+                    await self.done.wait()
+                    return
+                if isinstance(action, tuple):
+                    writer.write(action[1])
+                    await writer.drain()
+                    writer.close()
+                    return
+                writer.write(action)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+@pytest.fixture
+async def client():
+    c = UnaryClient(max_connections=8)
+    yield c
+    c.close()
+
+
+async def post(client: UnaryClient, url: str, body: bytes = b'{"q":1}', **headers: str):
+    return await client.post(url, body, {"content-type": "application/json", **headers},
+                              connect_timeout=1, max_bytes=MAX)
+
+
+# -- framing and decoding --------------------------------------------------------------
+
+
+async def test_a_content_length_answer_and_the_request_as_sent(client):
+    async with ScriptedServer([reply(b'{"ok":true}', headers=("Retry-After: 2",))]) as server:
+        answer = await post(client, server.url + "?api-version=1", authorization="Bearer k")
+    assert (answer.status, answer.body) == (200, b'{"ok":true}')
+    assert answer.headers["retry-after"] == "2"
+    request = server.requests[0]
+    assert request.startswith(b"POST /v1/chat/completions?api-version=1 HTTP/1.1\r\n")
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in request
+    assert b"authorization: Bearer k\r\n" in request
+    assert b"content-length: 7\r\n" in request and request.endswith(b'\r\n\r\n{"q":1}')
+
+
+async def test_a_chunked_answer(client):
+    chunked = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+               b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n")
+    async with ScriptedServer([chunked, reply(b"{}")]) as server:
+        assert (await post(client, server.url)).body == b'{"a":1}'
+        await post(client, server.url)
+    assert server.connections == 1  # chunked framing ended the message: reused
+
+
+async def test_an_answer_that_ends_with_the_connection(client):
+    async with ScriptedServer([("close", b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"b\":2}"),
+                               reply(b"{}")]) as server:
+        assert (await post(client, server.url)).body == b'{"b":2}'
+        await post(client, server.url)
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("encoding, encode", [
+    ("gzip", gzip.compress),
+    ("deflate", zlib.compress),
+    ("deflate", lambda data: zlib.compress(data)[2:-4]),  # raw deflate, as some servers send
+])
+async def test_compressed_answers_are_decoded(client, encoding, encode):
+    body = b'{"text":"' + b"x" * 5000 + b'"}'
+    async with ScriptedServer([reply(encode(body), headers=(f"content-encoding: {encoding}",))]
+                              ) as server:
+        assert (await post(client, server.url)).body == body
+    assert b"accept-encoding: gzip, deflate\r\n" in server.requests[0]
+
+
+async def test_an_unknown_encoding_is_refused(client):
+    async with ScriptedServer([reply(b"??", headers=("content-encoding: br",))]) as server:
+        with pytest.raises(BadResponse, match="br"):
+            await post(client, server.url)
+
+
+# -- bounds ------------------------------------------------------------------------------
+
+
+async def test_bounds_on_declared_streamed_and_decoded_sizes():
+    small = UnaryClient(max_connections=2)
+    bomb = gzip.compress(b"0" * 100_000)
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"400\r\n" + b"y" * 1024
+    async with ScriptedServer([reply(b"z" * 2000), ("close", chunked),
+                               reply(bomb, headers=("content-encoding: gzip",))]) as server:
+        for _ in range(3):
+            with pytest.raises(ResponseTooLarge):
+                await small.post(server.url, b"{}", {}, connect_timeout=1, max_bytes=1000)
+    small.close()
+
+
+async def test_a_header_that_could_split_the_request_is_refused_before_connecting(client):
+    async with ScriptedServer([]) as server:
+        with pytest.raises(RefusedRequest, match="control character"):
+            await post(client, server.url, **{"x-evil": "a\r\nhost: elsewhere"})
+        with pytest.raises(RefusedRequest, match="header name"):
+            await client.post(server.url, b"{}", {"bad name": "v"}, connect_timeout=1,
+                              max_bytes=MAX)
+        with pytest.raises(RefusedRequest, match="ISO-8859-1"):
+            await post(client, server.url, **{"x-name": "Zoë ☃"})
+        with pytest.raises(UpstreamError, match="not sent"):
+            await UpstreamHTTP("p", None, unary=client).post_json(  # type: ignore[arg-type]
+                server.url, {}, {"x-evil": "a\nb"}, TIMEOUTS)
+    assert server.connections == 0
+
+
+async def test_only_http_and_https(client):
+    with pytest.raises(RefusedRequest, match="scheme"):
+        await post(client, "ftp://127.0.0.1/x")
+
+
+# -- keep-alive ---------------------------------------------------------------------------
+
+
+async def test_connections_are_reused_and_bounded():
+    bounded = UnaryClient(max_connections=2)
+    async with ScriptedServer([reply(b"{}")] * 10) as server:
+        await asyncio.gather(*(post(bounded, server.url) for _ in range(10)))
+    assert server.most_open <= 2 and server.connections <= 2
+    bounded.close()
+
+
+async def test_connection_close_is_honoured(client):
+    async with ScriptedServer([reply(b"{}", headers=("connection: close",)), reply(b"{}")]
+                              ) as server:
+        await post(client, server.url)
+        await post(client, server.url)
+    assert server.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used():
+    client = UnaryClient(max_connections=2)
+    async with ScriptedServer([("close", reply(b"{}")), reply(b'{"second":1}')]) as server:
+        await post(client, server.url)
+        await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+        assert (await post(client, server.url)).body == b'{"second":1}'
+    assert server.connections == 2
+    client.close()
+
+
+async def test_the_oldest_idle_connection_is_closed_once_idle_too_long():
+    client = UnaryClient(max_connections=4, idle_seconds=0.2)
+    async with ScriptedServer([reply(b"{}")] * 12) as server:
+        await asyncio.gather(*(post(client, server.url) for _ in range(2)))  # two connections
+        assert server.open_now == 2
+        for _ in range(8):  # steady traffic keeps reusing the newest
+            await post(client, server.url)
+            await asyncio.sleep(0.04)
+        assert server.open_now == 1 and server.connections == 2
+    client.close()
+
+
+async def test_a_connection_idle_too_long_is_dropped():
+    client = UnaryClient(max_connections=2, idle_seconds=0.05)
+    async with ScriptedServer([reply(b"{}"), reply(b"{}")]) as server:
+        await post(client, server.url)
+        await asyncio.sleep(0.1)
+        await post(client, server.url)
+    assert server.connections == 2
+    client.close()
+
+
+# -- failures, mapped as UpstreamHTTP maps them ------------------------------------------------
+
+
+def upstream(client: UnaryClient) -> UpstreamHTTP:
+    return UpstreamHTTP("p", None, unary=client)  # type: ignore[arg-type] - no streams here
+
+
+async def test_refused_is_unreachable(client):
+    async with ScriptedServer([]) as server:
+        url = server.url
+    with pytest.raises(UnaryConnectError):
+        await post(client, url)
+    with pytest.raises(UpstreamUnavailable, match="unreachable"):
+        await upstream(client).post_json(url, {}, {}, TIMEOUTS)
+
+
+async def test_closed_mid_answer(client):
+    async with ScriptedServer([("close", reply(b"x" * 100)[:-50])] * 2) as server:
+        with pytest.raises(ConnectionResetError):
+            await post(client, server.url)
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await upstream(client).post_json(server.url, {}, {}, TIMEOUTS)
+
+
+async def test_a_malformed_answer(client):
+    async with ScriptedServer([("close", b"NOT HTTP AT ALL\r\n\r\n")] * 2) as server:
+        with pytest.raises(BadResponse):
+            await post(client, server.url)
+        with pytest.raises(UpstreamError, match="unreadable"):
+            await upstream(client).post_json(server.url, {}, {}, TIMEOUTS)
+
+
+async def test_a_silent_provider_times_out_and_its_connection_is_not_reused(client):
+    async with ScriptedServer(["hang", reply(b'{"ok":1}')]) as server:
+        with pytest.raises(UpstreamTimeout):
+            await upstream(client).post_json(
+                server.url, {}, {}, TimeoutsConfig(connect=1, first_token=1, total=0.2))
+        assert await upstream(client).post_json(server.url, {}, {}, TIMEOUTS) == {"ok": 1}
+    assert server.connections == 2
+
+
+async def test_an_error_status_keeps_its_retry_after(client):
+    body = b'{"error":{"message":"slow down"}}'
+    async with ScriptedServer([reply(body, status="429 Too Many Requests",
+                                     headers=("Retry-After-Ms: 1500",))]) as server:
+        with pytest.raises(RateLimited) as err:
+            await upstream(client).post_json(server.url, {}, {}, TIMEOUTS)
+    assert err.value.retry_after == 1.5 and "slow down" in str(err.value)
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def self_signed(tmp_path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_https_verifies_the_provider_and_reuses_the_connection(tmp_path):
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    served = ScriptedServer([reply(b'{"tls":1}'), reply(b'{"tls":2}')])
+    served.server = server = await asyncio.start_server(served._serve, "127.0.0.1", 0,
+                                                        ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://localhost:{port}/v1/chat/completions"
+    try:
+        trusting = UnaryClient(ssl_context=ssl.create_default_context(cafile=cert))
+        assert (await post(trusting, url)).body == b'{"tls":1}'
+        assert (await post(trusting, url)).body == b'{"tls":2}'
+        assert served.connections == 1
+        assert f"host: localhost:{port}\r\n".encode() in served.requests[0]
+        trusting.close()
+        # The system's CAs do not know this certificate: no call is made.
+        default = UnaryClient()
+        with pytest.raises(UnaryConnectError, match="certificate"):
+            await post(default, url)
+        default.close()
+    finally:
+        await served.stop()
+    assert len(served.requests) == 2
