@@ -16,8 +16,8 @@ a call. Everything else stays gRPC.
   body (400 and close); an exception in the handler answers 503 and is
   logged, never raised into the event loop.
 - `LeanHttpClient`: POSTs a body to one server over a bounded pool of
-  keep-alive connections; any failure (refused, reset, timeout, bad answer)
-  raises `HttpCallFailed` and drops that connection.
+  keep-alive connections (lockgate/unary_client.py's); any failure (refused,
+  reset, timeout, bad answer) raises `HttpCallFailed` and drops that connection.
 """
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ from http import HTTPStatus
 import httptools
 
 from lockgate.metrics import count_http_call
+from lockgate.unary_client import (
+    BadResponse,
+    RefusedRequest,
+    ResponseTooLarge,
+    UnaryClient,
+    UnaryConnectError,
+    UnaryReply,
+)
 
 log = logging.getLogger("lockgate.lean_http")
 
@@ -304,104 +312,41 @@ class HttpCallFailed(Exception):
     """The server could not be reached, or did not answer properly, in time."""
 
 
-@dataclass(slots=True)
-class HttpReply:
-    status: int
-    body: bytes
-
-
-class _ClientConnection(asyncio.Protocol):
-    def __init__(self):
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.body: list[bytes] = []
-        self.keep_alive = True
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def connection_lost(self, exc) -> None:
-        self.transport = None
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpCallFailed("connection closed"))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(HttpCallFailed(f"bad response: {exc}"))
-            self.transport.close()
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
-        reply = HttpReply(self.parser.get_status_code(), b"".join(self.body))
-        self.body = []
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(reply)
-
-    async def exchange(self, request: bytes) -> HttpReply:
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        try:
-            return await self.waiter
-        finally:
-            self.waiter = None
+#: Bound on an answer's body (Admit's answers are a few hundred bytes).
+_MAX_REPLY_BYTES = 1 << 20
 
 
 class LeanHttpClient:
     """POSTs to one server (`host:port`) over at most `max_connections` keep-alive
-    connections; callers beyond that wait for one to come free."""
+    connections; callers beyond that wait for one to come free. The pool is
+    lockgate/unary_client.py's (the one the router calls providers with); this
+    names the server once and turns every failure into `HttpCallFailed`."""
 
     def __init__(self, host: str, port: int, *, max_connections: int = 32):
-        self.host, self.port = host, port
-        self.idle: list[_ClientConnection] = []
-        self.slots = asyncio.Semaphore(max_connections)
-        self._host_header = f"{host}:{port}"
+        self._address = f"{host}:{port}"
+        self._client = UnaryClient(max_connections=max_connections)
 
     async def post(self, path: str, body: bytes, content_type: str, *, within: float,
-                   headers: tuple[tuple[str, str], ...] = ()) -> HttpReply:
-        request = b"".join((
-            f"POST {path} HTTP/1.1\r\nhost: {self._host_header}\r\n".encode(),
-            *(header_line(k, v) for k, v in ((("content-type", content_type),) + headers)),
-            b"content-length: %d\r\n\r\n" % len(body),
-            body,
-        ))
+                   headers: tuple[tuple[str, str], ...] = ()) -> UnaryReply:
         try:
-            async with asyncio.timeout(within), self.slots:
-                connection = await self._connection()
-                try:
-                    reply = await connection.exchange(request)
-                except BaseException:
-                    if connection.transport is not None:
-                        connection.transport.close()  # never reuse a half-read connection
-                    raise
-                if connection.keep_alive and connection.transport is not None:
-                    self.idle.append(connection)
-                elif connection.transport is not None:
-                    connection.transport.close()
-                return reply
+            async with asyncio.timeout(within):
+                return await self._client.post(
+                    f"http://{self._address}{path}", body,
+                    {"content-type": content_type, **dict(headers)},
+                    connect_timeout=within, max_bytes=_MAX_REPLY_BYTES)
         except TimeoutError:
             raise HttpCallFailed(f"no answer within {within:g} s") from None
+        except UnaryConnectError as exc:
+            raise HttpCallFailed(str(exc)) from None  # "cannot reach host:port: …"
         except OSError as exc:
-            raise HttpCallFailed(f"cannot reach {self._host_header}: {exc}") from None
+            raise HttpCallFailed(f"{self._address} closed the connection: {exc}") from None
+        except (BadResponse, ResponseTooLarge, RefusedRequest) as exc:
+            raise HttpCallFailed(f"bad answer from {self._address}: {exc}") from None
 
-    async def _connection(self) -> _ClientConnection:
-        while self.idle:
-            connection = self.idle.pop()
-            if connection.transport is not None and not connection.transport.is_closing():
-                return connection
-        _transport, connection = await asyncio.get_running_loop().create_connection(
-            _ClientConnection, self.host, self.port
-        )
-        return connection
+    @property
+    def idle(self) -> list:
+        """The keep-alive connections waiting for a call (at most max_connections)."""
+        return self._client.idle_connections()
 
     def close(self) -> None:
-        for connection in self.idle:
-            if connection.transport is not None:
-                connection.transport.close()
-        self.idle.clear()
+        self._client.close()

@@ -18,6 +18,7 @@ from lockgate.prices import PriceBook
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import PolicySettings
+from lockgate.unary_client import UnaryClient
 from services.router import tokens
 from services.router.admin import RouterAdminServicer
 from services.router.admission import AdmissionClient, GrpcAdmit, HttpAdmit
@@ -30,7 +31,6 @@ from services.router.http_edge import edge_server
 from services.router.metering import UsageRecorder
 from services.router.price_sync import PriceSync
 from services.router.prompt_api import PromptApis
-from services.router.providers.unary_client import UnaryClient
 from services.router.reload import GENERATION, ConfigWatcher
 from services.router.routing_policy import RoutingPolicy
 from services.router.service import Router
@@ -106,7 +106,7 @@ class RouterApp:
         self.config = load_gateway_config(self.config_path)
         self.policy = build_policy(settings)
         self.session: aiohttp.ClientSession | None = None
-        #: Unary provider calls (providers/unary_client.py); streams use `session`.
+        #: Unary provider calls (lockgate/unary_client.py); streams use `session`.
         self.unary: UnaryClient | None = None
         self.tables: TableHolder | None = None
         self.health = HealthBoard(

@@ -16,6 +16,7 @@ import aiohttp
 
 from lockgate.errors import InvalidRequest, ModelNotFound
 from lockgate.prices import Price, PriceBook, price_from
+from lockgate.unary_client import UnaryClient
 from services.router.config import (
     AliasConfig,
     DeploymentConfig,
@@ -25,7 +26,6 @@ from services.router.config import (
 )
 from services.router.health import DeploymentHealth, HealthBoard
 from services.router.providers import Provider, build_provider
-from services.router.providers.unary_client import UnaryClient
 
 log = logging.getLogger("lockgate.router.table")
 

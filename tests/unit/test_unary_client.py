@@ -1,4 +1,4 @@
-"""The router's lean client for unary provider calls (providers/unary_client.py),
+"""The router's lean client for unary provider calls (lockgate/unary_client.py),
 against real local servers that answer exactly the bytes each test scripts:
 framing (content-length, chunked, the connection's end), decoding, bounds,
 keep-alive reuse and its limits, failures, TLS, and how UpstreamHTTP maps
@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lockgate.errors import RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from services.router.config import TimeoutsConfig
-from services.router.providers.http import UpstreamHTTP
-from services.router.providers.unary_client import (
+from lockgate.unary_client import (
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
     UnaryClient,
     UnaryConnectError,
 )
+from services.router.config import TimeoutsConfig
+from services.router.providers.http import UpstreamHTTP
 
 MAX = 1 << 20
 TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)

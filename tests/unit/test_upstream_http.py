@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from lockgate.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from lockgate.unary_client import UnaryClient
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import CLIENT_HEADERS, UpstreamHTTP, retry_after_seconds
-from services.router.providers.unary_client import UnaryClient
 
 TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)
 

@@ -2,7 +2,7 @@
 
 Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession,
 UnaryClient | None)`: streams go through the session, unary calls through the
-lean client when there is one (providers/unary_client.py).
+lean client when there is one (lockgate/unary_client.py).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import importlib
 
 import aiohttp
 
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig
 from services.router.providers.base import Provider
-from services.router.providers.unary_client import UnaryClient
 
 __all__ = ["Provider", "build_provider"]
 

@@ -37,10 +37,10 @@ from urllib.parse import quote
 import aiohttp
 
 from lockgate.errors import InvalidRequest, LockgateError
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import api_key
 from services.router.providers.openai import OpenAIProvider
-from services.router.providers.unary_client import UnaryClient
 
 #: Latest GA version of Azure OpenAI's data-plane inference API.
 DEFAULT_API_VERSION = "2024-10-21"

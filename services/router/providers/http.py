@@ -3,7 +3,7 @@ an SSE reader, and one mapping from transport failures and provider statuses
 to lockgate.errors.
 
 Unary calls (`post_json`) go over the router's lean keep-alive client when it
-passes one (providers/unary_client.py: the router's event loop is the stack's
+passes one (lockgate/unary_client.py: the router's event loop is the stack's
 bottleneck, and aiohttp was its largest part per call); streams, and unary
 calls without one (adapters built on their own, as in tests), over aiohttp.
 Either way the same answers map to the same errors.
@@ -39,15 +39,15 @@ from lockgate.errors import (
     UpstreamUnavailable,
 )
 from lockgate.logs import redact
-from services.router.config import TimeoutsConfig
-from services.router.providers.sse import SSEEvent, SSEParser
-from services.router.providers.unary_client import (
+from lockgate.unary_client import (
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
     UnaryClient,
     UnaryConnectError,
 )
+from services.router.config import TimeoutsConfig
+from services.router.providers.sse import SSEEvent, SSEParser
 
 #: Bound on the part of an error body we read (the message is all we keep).
 MAX_ERROR_BYTES = 64 * 1024

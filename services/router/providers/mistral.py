@@ -75,6 +75,7 @@ import aiohttp
 import orjson
 
 from lockgate.errors import InvalidRequest, LockgateError, UpstreamError
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import (
     UpstreamHTTP,
@@ -83,7 +84,6 @@ from services.router.providers.http import (
     status_error,
 )
 from services.router.providers.openai import stream_chunks
-from services.router.providers.unary_client import UnaryClient
 
 _SAME = frozenset({
     "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",

@@ -15,10 +15,10 @@ import orjson
 
 from lockgate.errors import UpstreamError
 from lockgate.logs import redact
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import UpstreamHTTP, api_key, error_message
 from services.router.providers.sse import SSEEvent
-from services.router.providers.unary_client import UnaryClient
 
 
 class OpenAIProvider:

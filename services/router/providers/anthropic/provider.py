@@ -15,13 +15,13 @@ import aiohttp
 import orjson
 
 from lockgate.errors import InvalidRequest, LockgateError, UpstreamError
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.anthropic.errors import anthropic_error
 from services.router.providers.anthropic.request import to_anthropic
 from services.router.providers.anthropic.response import to_completion
 from services.router.providers.anthropic.stream import StreamTranslator
 from services.router.providers.http import UpstreamHTTP, api_key
-from services.router.providers.unary_client import UnaryClient
 
 DEFAULT_VERSION = "2023-06-01"
 

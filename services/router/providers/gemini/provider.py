@@ -16,13 +16,13 @@ import aiohttp
 import orjson
 
 from lockgate.errors import UpstreamError
+from lockgate.unary_client import UnaryClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.gemini.embeddings import from_embed_response, to_embed_request
 from services.router.providers.gemini.errors import gemini_error
 from services.router.providers.gemini.request import to_gemini_request
 from services.router.providers.gemini.response import StreamTranslator, from_gemini_response
 from services.router.providers.http import UpstreamHTTP, api_key
-from services.router.providers.unary_client import UnaryClient
 
 API_VERSION = "v1beta"
 

@@ -1,5 +1,7 @@
-"""Unary calls to providers (one JSON body up, one back) over a lean keep-alive
-HTTP/1.1 pool, parsed by httptools on the event loop.
+"""Unary calls (one body up, one back) over a lean keep-alive HTTP/1.1 pool,
+parsed by httptools on the event loop: the router's calls to providers
+(services/router/providers/http.py) and to the ledger's `Admit`
+(lockgate/lean_http.py `LeanHttpClient`).
 
 The router+auth event loop is the stack's bottleneck, and aiohttp's client was
 the largest single part of it per unary call: in a client-only benchmark
@@ -81,9 +83,7 @@ class _Target:
     scheme: str
     host: str
     port: int
-    #: Path and query, as sent on the request line.
-    path: str
-    #: The request line and host header, ready to send.
+    #: The request line (path and query) and host header, ready to send.
     head: bytes
 
     @property
@@ -107,7 +107,7 @@ def _target(url: str) -> _Target:
     if port != default:
         host_header += f":{port}"
     head = f"POST {path} HTTP/1.1\r\nhost: {host_header}\r\n".encode()
-    return _Target(parts.scheme, host, port, path, head)
+    return _Target(parts.scheme, host, port, head)
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:
@@ -330,6 +330,10 @@ class UnaryClient:
         except (OSError, ssl.SSLError) as exc:
             raise UnaryConnectError(f"cannot reach {target.host}:{target.port}: {exc}") from exc
         return connection
+
+    def idle_connections(self) -> list[_Connection]:
+        """The keep-alive connections waiting for a call, over all hosts."""
+        return [connection for idle in self._idle.values() for connection in idle]
 
     def close(self) -> None:
         for idle in self._idle.values():
