@@ -3,8 +3,9 @@ every call through the edge becomes a call record (services/ledger/call_log_writ
 stores them in batches).
 
 Envoy keeps one stream open and sends batches of HTTPAccessLogEntry. The
-servicer converts each entry and hands it to the writer's bounded queue; when
-the queue is full it stops reading the stream until there is room. HTTP/2 flow
+servicer converts each message's entries and hands them to the writer's bounded
+queue at once; when the queue is full it stops reading the stream until there
+is room. HTTP/2 flow
 control then pushes back on Envoy, which buffers entries and, once its buffer
 is full, drops them (counted in Envoy's `access_logs.grpc_access_log.logs_dropped`
 stat). The call log is best-effort evidence; usage entries (billing) never go
@@ -25,7 +26,7 @@ upstream, so the call log reads the same in every process layout.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from envoy.config.core.v3 import base_pb2
 from envoy.data.accesslog.v3 import accesslog_pb2 as log_pb
@@ -122,21 +123,31 @@ def _identity(common: log_pb.AccessLogCommon, headers) -> tuple[str, str, bool]:
     return headers.get(TENANT_ID, ""), headers.get(KEY_ID, ""), False
 
 
+#: RequestMethod value -> its name; unknown and unspecified methods log as "".
+_METHOD_NAMES = {value: name for name, value in base_pb2.RequestMethod.items()
+                 if value != base_pb2.METHOD_UNSPECIFIED}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = None) -> dict:
-    """One HTTP access log entry -> a call_log row (bounded to the column sizes)."""
+    """One HTTP access log entry -> a call_log row (bounded to the column sizes).
+
+    Runs once per call through the edge, on the ledger's event loop: fields are
+    read once each and the timestamp is built by hand (Timestamp.ToDatetime
+    costs three times as much)."""
     common, request, response = entry.common_properties, entry.request, entry.response
     headers = request.request_headers
-    start = (
-        common.start_time.ToDatetime(tzinfo=UTC) if common.HasField("start_time")
-        else received or datetime.now(UTC)
-    )
+    if common.HasField("start_time"):
+        started = common.start_time
+        start = _EPOCH + timedelta(seconds=started.seconds, microseconds=started.nanos // 1000)
+    else:
+        start = received or datetime.now(UTC)
     if common.HasField("duration"):
         duration = _millis(common.duration)
     elif common.HasField("time_to_last_downstream_tx_byte"):
         duration = _millis(common.time_to_last_downstream_tx_byte)
     else:
         duration = 0
-    method = request.request_method
     # The transcoder rewrites REST paths to gRPC methods: log what the client sent.
     path = request.original_path or headers.get(ORIGINAL_PATH, "") or request.path
     tenant_id, key_id, denied = _identity(common, headers)
@@ -146,10 +157,7 @@ def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = No
         "tenant_id": tenant_id,
         "key_id": key_id,
         "start_time": start,
-        "http_method": (
-            base_pb2.RequestMethod.Name(method) if method in base_pb2.RequestMethod.values()
-            and method != base_pb2.METHOD_UNSPECIFIED else ""
-        ),
+        "http_method": _METHOD_NAMES.get(request.request_method, ""),
         "path": redact_query(path, max_length=_MAX["path"]),
         "response_code": response.response_code.value,
         "response_flags": ",".join(filter(None, (flags, "UAEX"))) if denied else flags,
@@ -172,15 +180,16 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     async def StreamAccessLogs(self, request_iterator, context) -> als_pb2.StreamAccessLogsResponse:
         async for message in request_iterator:
             received = datetime.now(UTC)
-            for entry in message.http_logs.log_entry:
-                ENTRIES_RECEIVED.inc()
+            entries = message.http_logs.log_entry
+            ENTRIES_RECEIVED.inc(len(entries))
+            records = []
+            for entry in entries:
                 try:
-                    record = call_record(entry, received)
+                    records.append(call_record(entry, received))
                 except Exception:  # noqa: BLE001 - one odd entry must not end the stream
                     log.exception("access log entry could not be read; skipped")
-                    continue
-                # Waits while the queue is full: the stream is not read meanwhile.
-                await self.writer.put(record)
+            # Waits while the queue is full: the stream is not read meanwhile.
+            await self.writer.put_many(records)
         return als_pb2.StreamAccessLogsResponse()
 
 

@@ -1,10 +1,12 @@
 """Batched writes of call records: a bounded in-memory queue and one background
-writer that inserts a batch (one multi-row INSERT) every `flush_interval` or
-as soon as `batch_rows` records wait.
+writer that inserts a batch (one executemany) every `flush_interval` or as soon
+as `batch_rows` records wait.
 
-`put()` waits while the queue is full, so the access log stream is read no
-faster than the database takes it (see services/ledger/als.py for what Envoy
-does then). A batch the database refuses is retried with backoff, then
+`put_many()` takes the records of one access log message at once (one queue
+operation per message, not per call) and waits while the queue is full, so
+the access log stream is read no faster than the database takes it (see
+services/ledger/als.py for what Envoy does then). The queue holds at most
+`max_queue` records plus one message's. A batch the database refuses is retried with backoff, then
 dropped and counted: the call log is best-effort, and a stuck batch must not
 stop every later one. `close()` writes what is queued before returning.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,8 +46,13 @@ class CallLogWriter:
         max_backoff: float = 5.0,
     ):
         self.sessions = sessions
-        #: Records, and None: close() asking a writer that waits for records to stop.
-        self.queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=max_queue)
+        self._records: deque[dict] = deque()
+        self.max_queue = max_queue
+        #: Set while the queue has room; cleared by a put that finds it full.
+        self._room = asyncio.Event()
+        self._room.set()
+        #: Set when records arrive (or close() asks the writer to finish).
+        self._arrived = asyncio.Event()
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
         self.max_attempts = max_attempts
@@ -51,10 +60,23 @@ class CallLogWriter:
         self._task: asyncio.Task | None = None
         self._closing = False
 
+    @property
+    def queued(self) -> int:
+        """Records waiting to be written."""
+        return len(self._records)
+
     async def put(self, record: dict) -> None:
         """Queue a record; waits while the queue is full (backpressure)."""
-        await self.queue.put(record)
-        QUEUE_DEPTH.set(self.queue.qsize())
+        await self.put_many((record,))
+
+    async def put_many(self, records: Iterable[dict]) -> None:
+        """Queue records; waits while the queue is full (backpressure)."""
+        while len(self._records) >= self.max_queue:
+            self._room.clear()
+            await self._room.wait()
+        self._records.extend(records)
+        self._arrived.set()
+        QUEUE_DEPTH.set(len(self._records))
 
     def start(self) -> None:
         if self._task is None:
@@ -63,10 +85,7 @@ class CallLogWriter:
     async def close(self) -> None:
         """Write everything queued, then stop."""
         self._closing = True
-        try:
-            self.queue.put_nowait(None)  # wakes the writer if it waits for a record
-        except asyncio.QueueFull:
-            pass  # it is not waiting: records are there to take
+        self._arrived.set()  # wakes the writer if it waits for records
         if self._task is not None:
             await self._task
             self._task = None
@@ -81,26 +100,21 @@ class CallLogWriter:
 
     async def _next_batch(self) -> list[dict]:
         """Up to batch_rows records, gathered for at most flush_interval."""
-        batch: list[dict] = []
-        deadline = None
-        while len(batch) < self.batch_rows:
+        deadline = time.monotonic() + self.flush_interval
+        while len(self._records) < self.batch_rows and not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
             try:
-                record = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                if self._closing:
-                    break
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.flush_interval
-                if now >= deadline:
-                    break
-                try:
-                    record = await asyncio.wait_for(self.queue.get(), deadline - now)
-                except TimeoutError:
-                    break
-            if record is not None:
-                batch.append(record)
-        QUEUE_DEPTH.set(self.queue.qsize())
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                break
+        records = self._records
+        batch = [records.popleft() for _ in range(min(len(records), self.batch_rows))]
+        if len(records) < self.max_queue:
+            self._room.set()
+        QUEUE_DEPTH.set(len(records))
         return batch
 
     async def _write(self, batch: list[dict]) -> None:

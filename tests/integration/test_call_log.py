@@ -331,7 +331,7 @@ async def test_a_full_queue_stops_reading_the_stream(database_url, tmp_path):
         call = stub.StreamAccessLogs(messages())
         await asyncio.sleep(0.5)
         # The writer is not running: the queue filled up and the stream stopped being read.
-        assert writer.queue.qsize() == 10
+        assert writer.queued == 10
         assert not call.done()
         writer.start()  # the database catches up; the rest of the stream is read
         await asyncio.wait_for(call, 10)
