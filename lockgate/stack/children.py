@@ -41,6 +41,8 @@ class ChildSpec:
     #: The services the process hosts (several: lockgate/service_host.py); empty:
     #: the child is one component itself.
     members: tuple[Member, ...] = ()
+    #: Run under SCHED_BATCH (Linux; lockgate/stack/process.py spawn).
+    batch: bool = False
 
 
 def service_env(layout: StackLayout, name: str, base: Mapping[str, str]) -> dict[str, str]:
@@ -98,11 +100,18 @@ def build_children(
     service processes of `layout.process_groups`, the simulator right before
     the router's process, Envoy last. `env` defaults to os.environ."""
     base = dict(os.environ if env is None else env)
+    batch = layout.scheduling == "batch"
     children = []
     for group in layout.process_groups:
         if "router" in group:
-            children.append(_sim(layout, base))
-        children.append(_service_process(layout, group, base))
+            # It stands in for a provider, which in production runs on other machines
+            # and never takes the gateway's CPU in the middle of a call.
+            children.append(_sim(layout, base, batch=batch))
+        # The router's event loop (and auth's access check, which the router or Envoy
+        # waits for on every call) keep the default policy: they are what the others
+        # must not preempt.
+        children.append(_service_process(layout, group, base,
+                                         batch=batch and not {"router", "auth"} & set(group)))
     children.append(ChildSpec(
         name="envoy",
         argv=envoy_argv(layout),
@@ -110,12 +119,13 @@ def build_children(
         health=HttpCheck(f"http://127.0.0.1:{layout.envoy_admin_port}/ready"),
         ports=(layout.http_port, layout.envoy_admin_port),
         endpoint=layout.http_url,
+        batch=batch,
     ))
     return children
 
 
-def _service_process(layout: StackLayout, group: tuple[str, ...], base: dict[str, str]
-                     ) -> ChildSpec:
+def _service_process(layout: StackLayout, group: tuple[str, ...], base: dict[str, str],
+                     *, batch: bool) -> ChildSpec:
     """One Python process hosting the services of `group`."""
     env = base
     ports: list[int] = []
@@ -140,10 +150,11 @@ def _service_process(layout: StackLayout, group: tuple[str, ...], base: dict[str
         ports=tuple(ports),
         endpoint=", ".join(m.endpoint for m in members),
         members=tuple(members) if len(members) > 1 else (),
+        batch=batch,
     )
 
 
-def _sim(layout: StackLayout, base: dict[str, str]) -> ChildSpec:
+def _sim(layout: StackLayout, base: dict[str, str], *, batch: bool) -> ChildSpec:
     return ChildSpec(
         name="sim",
         argv=(
@@ -154,4 +165,5 @@ def _sim(layout: StackLayout, base: dict[str, str]) -> ChildSpec:
         health=HttpCheck(f"http://127.0.0.1:{layout.sim_port}/healthz"),
         ports=(layout.sim_port,),
         endpoint=f"http://127.0.0.1:{layout.sim_port}",
+        batch=batch,
     )

@@ -158,6 +158,7 @@ def foreground_argv(layout: StackLayout, startup_timeout: float) -> list[str]:
         "--max-request-bytes", str(layout.max_request_bytes),
         "--log-level", layout.log_level,
         "--processes", layout.processes,
+        "--scheduling", layout.scheduling,
         "--timeout", f"{startup_timeout:g}",
         "--background",
     ]

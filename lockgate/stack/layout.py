@@ -27,6 +27,15 @@ PROCESS_GROUPS = {
     "separate": tuple((name,) for name in SERVICES),
 }
 
+#: How the supervisor asks the kernel to schedule its children (`scheduling`):
+#: "batch" (the default, Linux) runs Envoy, the simulator and the processes that
+#: host neither the router nor auth under SCHED_BATCH, so that their wakeups (a
+#: call arriving at Envoy, a request the router sent, a usage batch) do not
+#: preempt the router's event loop in the middle of its work: on a busy machine
+#: that loop is the gateway's bottleneck (docs/performance.md, "Batch
+#: scheduling"). "normal": every child under the default policy.
+SCHEDULING = ("batch", "normal")
+
 DEFAULT_DATA_DIR = Path(".lockgate")
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
@@ -42,6 +51,7 @@ ENV_VARS: dict[str, str] = {
     "max_request_bytes": "LOCKGATE_MAX_REQUEST_BYTES",
     "log_level": "LOCKGATE_LOG_LEVEL",
     "processes": "LOCKGATE_PROCESSES",
+    "scheduling": "LOCKGATE_SCHEDULING",
     "gateway_config": "LOCKGATE_ROUTER_GATEWAY_CONFIG",
     **{f"{name}_port": f"LOCKGATE_{name.upper()}_GRPC_PORT" for name in SERVICES},
     **{f"{name}_metrics_port": f"LOCKGATE_{name.upper()}_METRICS_PORT" for name in SERVICES},
@@ -77,6 +87,8 @@ class StackLayout:
     log_level: str = "info"
     #: "grouped" or "separate": see PROCESS_GROUPS.
     processes: str = "grouped"
+    #: "batch" or "normal": see SCHEDULING.
+    scheduling: str = "batch"
     #: Gateway config YAML for the router (`--config`); None: the router's embedded default.
     gateway_config: Path | None = None
 
@@ -189,10 +201,11 @@ def _convert(name: str, value: object, source: str) -> object:
         return Path(str(value))
     if name == "log_level":
         return str(value).lower()
-    if name == "processes":
+    if name in ("processes", "scheduling"):
+        choices = PROCESS_GROUPS if name == "processes" else SCHEDULING
         choice = str(value).strip().lower()
-        if choice not in PROCESS_GROUPS:
-            raise LayoutError(f"{source} must be one of {', '.join(PROCESS_GROUPS)}, got {value!r}")
+        if choice not in choices:
+            raise LayoutError(f"{source} must be one of {', '.join(choices)}, got {value!r}")
         return choice
     try:
         number = int(str(value))

@@ -5,6 +5,13 @@ supervisor, which then stops children in order, and so a whole group can be
 killed) and PR_SET_PDEATHSIG=SIGKILL (so the kernel kills it if the supervisor
 dies in any way, SIGKILL included). Linux-only; elsewhere the death signal is
 skipped.
+
+A child can be started under SCHED_BATCH (`batch`): the kernel then treats it
+as CPU-bound throughput work, whose wakeups do not preempt the running
+process; it still gets its fair share of the CPU, at the next tick or when a
+CPU is idle. Set between fork and exec, so the program and every thread it
+starts inherit it. Lowering one's own scheduling class needs no privilege.
+Where there is no SCHED_BATCH (not Linux), it is skipped.
 """
 
 from __future__ import annotations
@@ -35,23 +42,33 @@ def _load_prctl() -> Callable[..., int] | None:
 _prctl = _load_prctl()
 
 
-def die_with_parent(parent_pid: int) -> Callable[[], None]:
+_SCHED_BATCH = getattr(os, "SCHED_BATCH", None)
+
+
+def die_with_parent(parent_pid: int, *, batch: bool = False) -> Callable[[], None]:
     """A preexec_fn: ask for SIGKILL when the parent dies, and close the race
-    where the parent died before the request was made."""
+    where the parent died before the request was made; with `batch`, switch to
+    SCHED_BATCH."""
 
     def setup() -> None:
         if _prctl is not None:
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
+        if batch and _SCHED_BATCH is not None:
+            try:
+                os.sched_setscheduler(0, _SCHED_BATCH, os.sched_param(0))
+            except OSError:
+                pass  # a kernel or sandbox that refuses it: the default policy then
 
     return setup
 
 
 async def spawn(
-    argv: Sequence[str], env: Mapping[str, str] | None, log_path: Path
+    argv: Sequence[str], env: Mapping[str, str] | None, log_path: Path, *, batch: bool = False
 ) -> asyncio.subprocess.Process:
-    """Start argv with stdout+stderr appended to log_path, in its own process group."""
+    """Start argv with stdout+stderr appended to log_path, in its own process group
+    (with `batch`, under SCHED_BATCH)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -62,7 +79,7 @@ async def spawn(
             stderr=asyncio.subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             process_group=0,
-            preexec_fn=die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid(), batch=batch),
         )
     finally:
         os.close(log_fd)

@@ -258,7 +258,8 @@ class Supervisor:
             child.log_offset = 0
         child.healthy_since = None
         try:
-            child.proc = await spawn(child.spec.argv, child.spec.env, child.log_path)
+            child.proc = await spawn(child.spec.argv, child.spec.env, child.log_path,
+                                     batch=child.spec.batch)
         except OSError as exc:
             raise StartupError(f"cannot start {child.name}: {exc}") from None
 

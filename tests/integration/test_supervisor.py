@@ -95,6 +95,7 @@ def run_supervisor(spec_path: str) -> int:
                        f"http://127.0.0.1:{c['port']}/{m}")
                 for m in c.get("members", ())
             ),
+            batch=c.get("batch", False),
         )
         for c in spec["children"]
     ]
@@ -256,6 +257,22 @@ def test_ready_only_when_every_child_is_healthy_then_sigterm_stops_in_reverse(
     assert terms == ["stubborn", "second", "first"]
     killed = [r["child"] for r in records if r.get("event") == "child_killed"]
     assert killed == ["stubborn"]  # ignored SIGTERM for stop_timeout, then SIGKILL
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_a_batch_child_and_every_thread_it_starts_run_under_sched_batch(stacks, tmp_path):
+    stack = make(stacks, tmp_path, [{"name": "batch", "batch": True}, {"name": "plain"}]).start()
+    stack.wait_ready()
+    pids = stack.pids()
+
+    def policies(pid: int) -> set[int]:
+        return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+    assert policies(pids["batch"]) == {os.SCHED_BATCH}
+    assert policies(pids["plain"]) == {os.SCHED_OTHER}
+    assert os.sched_getscheduler(stack.proc.pid) == os.SCHED_OTHER  # the supervisor itself
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.finish()[0] == 0
 
 
 def test_a_process_hosting_several_services_lists_each_as_a_component(stacks, tmp_path):

@@ -63,6 +63,17 @@ def test_separate_processes_give_each_service_its_own(tmp_path):
     assert auth.members == ()
 
 
+def test_all_but_the_router_s_and_auth_s_processes_run_as_batch_work(tmp_path):
+    def batch(**kw) -> dict[str, bool]:
+        return {c.name: c.batch for c in build_children(layout(tmp_path, **kw), env={})}
+
+    assert batch() == {"ledger+registry": True, "sim": True, "router+auth": False,
+                       "envoy": True}
+    assert batch(processes="separate") == {"ledger": True, "registry": True, "auth": False,
+                                           "sim": True, "router": False, "envoy": True}
+    assert not any(batch(scheduling="normal").values())
+
+
 def test_the_router_checks_access_where_auth_shares_its_process(tmp_path):
     grouped = {c.name: c for c in build_children(layout(tmp_path), env={})}
     assert grouped["router+auth"].env["LOCKGATE_ROUTER_CHECK_ACCESS"] == "true"
@@ -120,7 +131,7 @@ def test_detached_supervisor_command_line_reproduces_the_layout(tmp_path):
     original = layout(
         tmp_path, http_port=1111, envoy_admin_port=2222, auth_port=3333, router_port=4444,
         ledger_port=5555, registry_port=6666, sim_port=7777, max_request_bytes=99,
-        log_level="debug", gateway_config=config, processes="separate",
+        log_level="debug", gateway_config=config, processes="separate", scheduling="normal",
     )
     argv = foreground_argv(original, 12.5)
     assert argv[:4] == [sys.executable, "-m", "lockgate.cli.main", "up"]
@@ -129,7 +140,8 @@ def test_detached_supervisor_command_line_reproduces_the_layout(tmp_path):
     overrides = {dest: getattr(args, dest) for dest, _ in PORT_FLAGS.values()}
     rebuilt = layout_from(
         args, gateway_config=args.gateway_config, max_request_bytes=args.max_request_bytes,
-        log_level=args.log_level, processes=args.processes, **overrides,
+        log_level=args.log_level, processes=args.processes, scheduling=args.scheduling,
+        **overrides,
     )
     assert rebuilt == original
 

@@ -28,6 +28,7 @@ def test_defaults_match_the_documented_ports(tmp_path, monkeypatch):
     assert layout.data_dir.is_absolute()
     assert layout.gateway_config is None
     assert layout.process_groups == (("ledger", "registry"), ("router", "auth"))
+    assert layout.scheduling == "batch"
 
 
 def test_environment_overrides_defaults_and_flags_override_environment(tmp_path):
@@ -41,6 +42,7 @@ def test_environment_overrides_defaults_and_flags_override_environment(tmp_path)
         "LOCKGATE_DATA_DIR": str(tmp_path / "from-env"),
         "LOCKGATE_LOG_LEVEL": "DEBUG",
         "LOCKGATE_PROCESSES": "Separate",
+        "LOCKGATE_SCHEDULING": "Normal",
     }
     layout = StackLayout.from_sources(env=env, http_port=28080, data_dir=None, sim_port=None)
     assert layout.http_port == 28080  # flag wins
@@ -52,6 +54,7 @@ def test_environment_overrides_defaults_and_flags_override_environment(tmp_path)
     assert layout.data_dir == tmp_path / "from-env"
     assert layout.log_level == "debug"
     assert layout.process_groups == (("ledger",), ("registry",), ("auth",), ("router",))
+    assert layout.scheduling == "normal"
 
 
 def test_relative_paths_are_resolved(tmp_path, monkeypatch):
@@ -71,6 +74,7 @@ def test_relative_paths_are_resolved(tmp_path, monkeypatch):
         ({"LOCKGATE_ROUTER_METRICS_PORT": "-2"}, {}, "LOCKGATE_ROUTER_METRICS_PORT"),
         ({}, {"max_request_bytes": 0}, "must be positive"),
         ({"LOCKGATE_PROCESSES": "one"}, {}, "LOCKGATE_PROCESSES must be one of grouped, separate"),
+        ({}, {"scheduling": "fifo"}, "--scheduling must be one of batch, normal"),
     ],
 )
 def test_bad_values_are_rejected_with_their_source(env, flags, message):
