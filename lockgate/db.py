@@ -9,14 +9,13 @@ one PostgreSQL database or use one SQLite file each.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, event, insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,56 +41,6 @@ def in_fixed_shapes(rows: Sequence[_Row]) -> Iterator[Sequence[_Row]]:
         while left >= size:
             yield rows[start:start + size]
             start, left = start + size, left - size
-
-
-class BulkInsert:
-    """A plain INSERT of many rows handed to the driver's own executemany.
-
-    For append-only logs written in large batches (the call log): SQLAlchemy's
-    executemany builds a parameter dict per row and runs every bind processor
-    through its generic machinery, which cost the ledger about twice what the
-    database itself took (docs/performance.md). Here the statement is compiled
-    once per dialect, each row becomes a tuple in column order and only the
-    columns whose type needs converting for the driver (datetimes on SQLite)
-    are converted. sqlite3 and asyncpg both run executemany on one prepared
-    statement, so the SQL text is one per table (no statement-cache growth).
-    No RETURNING and no ON CONFLICT: use a SQLAlchemy statement for those."""
-
-    def __init__(self, table: Table, columns: Sequence[str]):
-        unknown = [name for name in columns if name not in table.c]
-        if unknown:
-            raise ValueError(f"{table.name} has no columns {unknown}")
-        self.table = table
-        self.columns = tuple(columns)
-        self._compiled: dict[str, tuple[str, tuple[Callable[[Any], Any] | None, ...]]] = {}
-
-    def _for(self, dialect: Dialect) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            statement = insert(self.table).compile(dialect=dialect, column_keys=list(self.columns))
-            if tuple(statement.positiontup or ()) != self.columns:
-                raise RuntimeError(f"{dialect.name}: no positional INSERT for {self.table.name}")
-            processors = tuple(
-                self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-                for name in self.columns
-            )
-            compiled = self._compiled[dialect.name] = (str(statement), processors)
-        return compiled
-
-    async def run(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `rows` (mappings holding every column) in the session's transaction."""
-        if not rows:
-            return
-        connection = await session.connection()
-        sql, processors = self._for(connection.dialect)
-        columns = self.columns
-        if any(processors):
-            pairs = tuple(zip(columns, processors, strict=True))
-            params = [tuple(row[name] if convert is None else convert(row[name])
-                            for name, convert in pairs) for row in rows]
-        else:
-            params = [tuple(row[name] for name in columns) for row in rows]
-        await connection.exec_driver_sql(sql, params)
 
 
 def _ensure_sqlite_folder(url: str) -> None:

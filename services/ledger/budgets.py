@@ -280,8 +280,13 @@ class BudgetBook:
                 f" flight, and this call could cost up to {usd(amount)}.{reset}")
 
     async def usage_recorded(self, entries: Sequence[dict]) -> None:
+        # A batch is mostly one caller's calls: look their budgets up once per scopes.
+        applicable: dict[CallScopes, list[Budget]] = {}
         for entry in entries:
-            budgets = self.applicable(CallScopes.of_entry(entry))
+            scopes = CallScopes.of_entry(entry)
+            budgets = applicable.get(scopes)
+            if budgets is None:
+                budgets = applicable[scopes] = self.applicable(scopes)
             if not budgets:
                 continue
             at = entry["created_at"]

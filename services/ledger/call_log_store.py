@@ -9,7 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from lockgate.db import BulkInsert, in_fixed_shapes
+from lockgate.bulk_insert import BulkInsert
+from lockgate.db import in_fixed_shapes
 from services.ledger.models import CallBody, CallLogRecord, UsageEntry
 
 _LOG = CallLogRecord.__table__
@@ -25,8 +26,8 @@ class CallLogStore:
         self.session = session
 
     async def insert_calls(self, rows: Sequence[dict]) -> None:
-        """The whole batch in one executemany of one prepared INSERT (lockgate/db.py
-        BulkInsert: the call log is the ledger's largest write, one row per call)."""
+        """The whole batch in one executemany of one prepared INSERT
+        (lockgate/bulk_insert.py: one row per call through the edge)."""
         await _INSERT_CALLS.run(self.session, rows)
 
     async def insert_bodies(self, rows: Sequence[dict]) -> None:

@@ -461,14 +461,19 @@ class RateLimitService:
         provider call and do not count."""
         now = self._clock_ms()
         batches: dict[tuple[Window, tuple[str, ...]], int] = {}
+        # A batch is mostly one caller's calls: look their limits up once per scopes.
+        applying: dict[CallScopes, list[LimitRule]] = {}
         for entry in entries:
             if entry.get("cache_hit"):
                 continue
             tokens = int(entry.get("input_tokens") or 0) + int(entry.get("output_tokens") or 0)
             if tokens <= 0:
                 continue
-            rules = [r for r in self.index.applying(CallScopes.of_entry(entry))
-                     if r.tokens_per_minute > 0]
+            scopes = CallScopes.of_entry(entry)
+            rules = applying.get(scopes)
+            if rules is None:
+                rules = applying[scopes] = [r for r in self.index.applying(scopes)
+                                            if r.tokens_per_minute > 0]
             if not rules:
                 continue
             created = entry.get("created_at")

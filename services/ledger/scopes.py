@@ -10,6 +10,12 @@ BUDGET_SCOPES = ("tenant", "team", "key", "subscription")
 RATE_LIMIT_SCOPES = ("tenant", "team", "key", "alias")
 
 
+#: Scope -> the CallScopes field holding a call's id in it (looked up per
+#: budget and limit check: a table, not a dict built per call).
+_FIELDS = {"tenant": "tenant_id", "team": "team_id", "key": "key_id",
+           "subscription": "subscription_id", "alias": "alias"}
+
+
 @dataclass(frozen=True, slots=True)
 class CallScopes:
     """One call's tenant, team, key, subscription and model alias ("" when none)."""
@@ -22,13 +28,7 @@ class CallScopes:
 
     def of(self, scope: str) -> str:
         """The call's id in one scope ("" when the call has none there)."""
-        return {
-            "tenant": self.tenant_id,
-            "team": self.team_id,
-            "key": self.key_id,
-            "subscription": self.subscription_id,
-            "alias": self.alias,
-        }[scope]
+        return getattr(self, _FIELDS[scope])
 
     @classmethod
     def of_entry(cls, entry: dict) -> CallScopes:

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Integer, and_, case, cast, func, literal_column, or_
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from lockgate.db import in_fixed_shapes
+from lockgate.bulk_insert import InsertNew
 from services.ledger.analytics import (
     DIMENSIONS,
     MAX_ROWS,
@@ -27,6 +26,9 @@ from services.ledger.models import UsageEntry
 
 _TABLE = UsageEntry.__table__
 _C = _TABLE.c
+#: Idempotent by request id; every column but the generated id.
+_INSERT_NEW = InsertNew(_TABLE, [c.name for c in _TABLE.columns if c.name != "id"],
+                        unique="request_id")
 
 # Bucket name -> (PostgreSQL date_trunc field, SQLite strftime format). Fixed
 # strings, rendered as SQL literals so SELECT and GROUP BY are the same text.
@@ -65,24 +67,12 @@ class UsageStore:
         self.session = session
 
     async def insert_new(self, rows: Sequence[dict]) -> set[str]:
-        """Insert rows whose request_id is not recorded yet; returns their request ids."""
-        if not rows:
-            return set()
-        dialect = self.session.bind.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # One cached statement, executed for many parameter sets: SQLAlchemy
-        # batches them into multi-row INSERTs ("insertmanyvalues"), of a few
-        # fixed sizes (lockgate/db.py in_fixed_shapes says why).
-        stmt = (
-            insert(_TABLE)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(_TABLE.c.request_id)
-        )
-        inserted: set[str] = set()
-        for chunk in in_fixed_shapes(rows):
-            result = await self.session.execute(stmt, list(chunk))
-            inserted.update(row[0] for row in result.all())
-        return inserted
+        """Insert rows whose request_id is not recorded yet; returns their request ids.
+
+        Multi-row INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id
+        statements of a few fixed sizes, the rows handed to the driver as tuples
+        (lockgate/bulk_insert.py InsertNew)."""
+        return await _INSERT_NEW.run(self.session, rows)
 
     async def list_recent(
         self, tenant_id: str, limit: int, before_id: int | None

@@ -1,6 +1,7 @@
-"""lockgate/db.py BulkInsert: many rows in one executemany of one prepared INSERT,
+"""lockgate/bulk_insert.py: many rows handed to the driver as tuples (BulkInsert:
+one executemany; InsertNew: ON CONFLICT DO NOTHING RETURNING, in fixed shapes),
 on SQLite and PostgreSQL, read back through SQLAlchemy exactly as written
-(datetimes included, which SQLite stores as text)."""
+(datetimes and booleans included, which SQLite stores as text and integers)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select
 
-from lockgate.db import BulkInsert, open_database
+from lockgate.bulk_insert import BulkInsert, InsertNew
+from lockgate.db import open_database
 from services.ledger.app import MIGRATIONS
 from services.ledger.call_log_store import CALL_COLUMNS
-from services.ledger.models import CallLogRecord
+from services.ledger.models import CallLogRecord, UsageEntry
 
 _LOG = CallLogRecord.__table__
+_USAGE = UsageEntry.__table__
 
 
 def call(i: int, start: datetime) -> dict:
@@ -57,17 +60,53 @@ async def test_rows_read_back_as_written_in_one_statement(sessions):
         assert got == row
 
 
-async def test_a_row_without_every_column_is_refused_before_anything_is_sent(sessions):
-    engine, make_session = sessions
-    row = call(1, datetime.now(UTC))
-    del row["upstream_host"]
+async def test_a_column_left_out_takes_its_default_and_one_without_is_refused(sessions):
+    _engine, make_session = sessions
+    start = datetime.now(UTC)
+    short = call(1, start)
+    del short["upstream_host"], short["duration_ms"]
+    no_start = call(2, start)
+    del no_start["start_time"]
+    bulk = BulkInsert(_LOG, CALL_COLUMNS)
     async with make_session() as session, session.begin():
         with pytest.raises(KeyError):
-            await BulkInsert(_LOG, CALL_COLUMNS).run(session, [call(0, datetime.now(UTC)), row])
+            await bulk.run(session, [call(0, start), no_start])  # nothing sent
+        await bulk.run(session, [short])
     async with make_session() as session:
-        assert (await session.execute(select(CallLogRecord))).scalars().all() == []
+        [stored] = (await session.execute(select(CallLogRecord))).scalars().all()
+    assert (stored.request_id, stored.upstream_host, stored.duration_ms) == ("req-1", "", 0)
+
+
+def usage(request_id: str, *, tokens: int = 10, **extra) -> dict:
+    return {"request_id": request_id, "tenant_id": "ten_a", "input_tokens": tokens,
+            "estimated": True, "streamed": False, "created_at": datetime.now(UTC), **extra}
+
+
+async def test_insert_new_returns_what_was_new_and_keeps_what_was_stored(sessions):
+    _engine, make_session = sessions
+    columns = [c.name for c in _USAGE.columns if c.name != "id"]
+    new_rows = InsertNew(_USAGE, columns, unique="request_id")
+    async with make_session() as session, session.begin():
+        assert await new_rows.run(session, []) == set()
+        first = await new_rows.run(session, [usage(f"u{i}") for i in range(300)])
+    assert first == {f"u{i}" for i in range(300)}
+    # 500 rows (256 + 128 + 64 + 32 + 16 + 4): 200 new, 300 stored already (their
+    # second copy, with other tokens, is not written), one new twice in the batch.
+    batch = [usage(f"u{i}", tokens=99) for i in range(500)] + [usage("u499", tokens=99)]
+    async with make_session() as session, session.begin():
+        second = await new_rows.run(session, batch)
+    assert second == {f"u{i}" for i in range(300, 500)}
+    async with make_session() as session:
+        stored = {u.request_id: u for u in
+                  (await session.execute(select(UsageEntry))).scalars().all()}
+    assert len(stored) == 500
+    assert stored["u0"].input_tokens == 10 and stored["u300"].input_tokens == 99
+    assert stored["u0"].estimated is True and stored["u0"].streamed is False
+    assert stored["u0"].status == "ok" and stored["u0"].operation == "chat"  # defaults
 
 
 def test_columns_must_be_the_table_s():
     with pytest.raises(ValueError, match="no_such_column"):
         BulkInsert(_LOG, ["request_id", "no_such_column"])
+    with pytest.raises(ValueError, match="request_id must be one of the columns"):
+        InsertNew(_USAGE, ["tenant_id"], unique="request_id")
