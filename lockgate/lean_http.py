@@ -329,11 +329,10 @@ class LeanHttpClient:
     async def post(self, path: str, body: bytes, content_type: str, *, within: float,
                    headers: tuple[tuple[str, str], ...] = ()) -> UnaryReply:
         try:
-            async with asyncio.timeout(within):
-                return await self._client.post(
-                    f"http://{self._address}{path}", body,
-                    {"content-type": content_type, **dict(headers)},
-                    connect_timeout=within, max_bytes=_MAX_REPLY_BYTES)
+            return await self._client.post(
+                f"http://{self._address}{path}", body,
+                {"content-type": content_type, **dict(headers)},
+                connect_timeout=within, max_bytes=_MAX_REPLY_BYTES, within=within)
         except TimeoutError:
             raise HttpCallFailed(f"no answer within {within:g} s") from None
         except UnaryConnectError as exc:

@@ -114,9 +114,10 @@ async def client():
     c.close()
 
 
-async def post(client: UnaryClient, url: str, body: bytes = b'{"q":1}', **headers: str):
+async def post(client: UnaryClient, url: str, body: bytes = b'{"q":1}', within: float = 5,
+               **headers: str):
     return await client.post(url, body, {"content-type": "application/json", **headers},
-                              connect_timeout=1, max_bytes=MAX)
+                              connect_timeout=1, max_bytes=MAX, within=within)
 
 
 # -- framing and decoding --------------------------------------------------------------
@@ -181,7 +182,8 @@ async def test_bounds_on_declared_streamed_and_decoded_sizes():
                                reply(bomb, headers=("content-encoding: gzip",))]) as server:
         for _ in range(3):
             with pytest.raises(ResponseTooLarge):
-                await small.post(server.url, b"{}", {}, connect_timeout=1, max_bytes=1000)
+                await small.post(server.url, b"{}", {}, connect_timeout=1, max_bytes=1000,
+                                 within=5)
     small.close()
 
 
@@ -191,7 +193,7 @@ async def test_a_header_that_could_split_the_request_is_refused_before_connectin
             await post(client, server.url, **{"x-evil": "a\r\nhost: elsewhere"})
         with pytest.raises(RefusedRequest, match="header name"):
             await client.post(server.url, b"{}", {"bad name": "v"}, connect_timeout=1,
-                              max_bytes=MAX)
+                              max_bytes=MAX, within=5)
         with pytest.raises(RefusedRequest, match="ISO-8859-1"):
             await post(client, server.url, **{"x-name": "Zoë ☃"})
         with pytest.raises(UpstreamError, match="not sent"):
@@ -295,6 +297,35 @@ async def test_a_silent_provider_times_out_and_its_connection_is_not_reused(clie
                 server.url, {}, {}, TimeoutsConfig(connect=1, first_token=1, total=0.2))
         assert await upstream(client).post_json(server.url, {}, {}, TIMEOUTS) == {"ok": 1}
     assert server.connections == 2
+
+
+async def test_the_deadline_bounds_the_answer_and_its_timer_goes_with_the_call(client):
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer([reply(b'{"ok":1}'), "hang"]) as server:
+        assert (await post(client, server.url, within=0.3)).body == b'{"ok":1}'
+        await asyncio.sleep(0.4)  # past the first call's deadline: nothing fires on the idle one
+        assert len(client.idle_connections()) == 1
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await post(client, server.url, within=0.2)
+        assert 0.15 < loop.time() - started < 1.0
+    assert client.idle_connections() == []  # the timed-out connection was closed
+
+
+async def test_the_deadline_bounds_the_wait_for_a_free_connection():
+    client = UnaryClient(max_connections=1)
+    async with ScriptedServer(["hang"]) as server:
+        busy = asyncio.create_task(post(client, server.url, within=1.0))
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await post(client, server.url, within=0.2)  # never got a connection
+        assert asyncio.get_running_loop().time() - started < 0.6
+        with pytest.raises(TimeoutError):
+            await busy
+    assert server.connections == 1
+    assert not client._slots.locked()  # both slots given back
+    client.close()
 
 
 async def test_an_error_status_keeps_its_retry_after(client):

@@ -122,11 +122,11 @@ class UpstreamHTTP:
     ) -> dict:
         assert self.unary is not None
         try:
-            async with asyncio.timeout(timeouts.total):
-                reply = await self.unary.post(
-                    url, orjson.dumps(payload), self._with_forwarded(headers),
-                    connect_timeout=timeouts.connect, max_bytes=self.max_response_bytes,
-                )
+            reply = await self.unary.post(
+                url, orjson.dumps(payload), self._with_forwarded(headers),
+                connect_timeout=timeouts.connect, max_bytes=self.max_response_bytes,
+                within=timeouts.total,
+            )
         except ResponseTooLarge:
             raise UpstreamError(f"provider {self.provider!r} sent an oversized response") from None
         except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
