@@ -28,7 +28,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -90,24 +90,22 @@ class _Rows:
         """A row that leaves columns out; KeyError names one that has no default."""
         return tuple(row[name] if name in row else self.defaults[name] for name in self.columns)
 
-    def placeholders(self, dialect: Dialect, rows: int) -> str:
-        """`(?, ?), (?, ?)` or `($1, $2), ($3, $4)`: `rows` rows of the columns."""
+    def insert_sql(self, dialect: Dialect, rows: int) -> str:
+        """`INSERT INTO t (a, b) VALUES (?, ?), (?, ?)` (or `($1, $2), ($3, $4)`):
+        `rows` rows of the columns, in the dialect's positional style."""
         width = len(self.columns)
         if dialect.paramstyle == "qmark":
-            row = "(" + ", ".join("?" * width) + ")"
-            return ", ".join([row] * rows)
-        if dialect.paramstyle == "numeric_dollar":
-            return ", ".join(
+            values = ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
+        elif dialect.paramstyle == "numeric_dollar":
+            values = ", ".join(
                 "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")"
                 for r in range(rows)
             )
-        if dialect.paramstyle == "format":
-            row = "(" + ", ".join(["%s"] * width) + ")"
-            return ", ".join([row] * rows)
-        raise RuntimeError(f"{dialect.name}: no bulk insert for paramstyle {dialect.paramstyle}")
-
-    def quoted(self, dialect: Dialect, name: str) -> str:
-        return dialect.identifier_preparer.quote(name)
+        else:  # Lockgate's drivers: sqlite3 (qmark) and asyncpg (numeric_dollar)
+            raise RuntimeError(f"{dialect.name}: no bulk insert for {dialect.paramstyle}")
+        quote = dialect.identifier_preparer.quote
+        return (f"INSERT INTO {quote(self.table.name)} "
+                f"({', '.join(quote(c) for c in self.columns)}) VALUES {values}")
 
 
 class BulkInsert(_Rows):
@@ -117,22 +115,16 @@ class BulkInsert(_Rows):
         super().__init__(table, columns)
         self._sql: dict[str, str] = {}
 
-    def sql(self, dialect: Dialect) -> str:
-        found = self._sql.get(dialect.name)
-        if found is None:
-            statement = insert(self.table).compile(dialect=dialect, column_keys=list(self.columns))
-            if tuple(statement.positiontup or ()) != self.columns:
-                raise RuntimeError(f"{dialect.name}: no positional INSERT for {self.table.name}")
-            found = self._sql[dialect.name] = str(statement)
-        return found
-
     async def run(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert `rows` in the session's transaction."""
         if not rows:
             return
         connection = await session.connection()
         dialect = connection.dialect
-        await connection.exec_driver_sql(self.sql(dialect), self.tuples(rows, dialect))
+        sql = self._sql.get(dialect.name)
+        if sql is None:
+            sql = self._sql[dialect.name] = self.insert_sql(dialect, 1)
+        await connection.exec_driver_sql(sql, self.tuples(rows, dialect))
 
 
 class InsertNew(_Rows):
@@ -148,12 +140,10 @@ class InsertNew(_Rows):
     def sql(self, dialect: Dialect, rows: int) -> str:
         found = self._sql.get((dialect.name, rows))
         if found is None:
-            unique = self.quoted(dialect, self.unique)
+            unique = dialect.identifier_preparer.quote(self.unique)
             found = self._sql[(dialect.name, rows)] = (
-                f"INSERT INTO {self.quoted(dialect, self.table.name)} "
-                f"({', '.join(self.quoted(dialect, c) for c in self.columns)}) "
-                f"VALUES {self.placeholders(dialect, rows)} "
-                f"ON CONFLICT ({unique}) DO NOTHING RETURNING {unique}"
+                f"{self.insert_sql(dialect, rows)} ON CONFLICT ({unique}) DO NOTHING"
+                f" RETURNING {unique}"
             )
         return found
 

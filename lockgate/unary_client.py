@@ -25,7 +25,8 @@ What it does, and what it refuses:
 - any failure closes that connection; it is never reused half-read.
 
 Failures are raised as `RefusedRequest` (nothing sent), `UnaryConnectError`
-(nothing reached the provider), `TimeoutError` (the connect timeout),
+(nothing reached the provider), `TimeoutError` (the connect timeout, or the
+call's deadline: `post(within=…)`),
 `ConnectionError` (closed mid-answer), `ResponseTooLarge` and `BadResponse`;
 providers/http.py maps them to the gateway's errors, as it maps aiohttp's. A
 keep-alive connection the provider closes at the moment it is reused fails
@@ -347,9 +348,9 @@ class UnaryClient:
                     _Connection, target.host, target.port, ssl=tls,
                     server_hostname=target.host if tls else None,
                 )
-        except TimeoutError:
+        except TimeoutError:  # an OSError too: raised as it is
             raise
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
             raise UnaryConnectError(f"cannot reach {target.host}:{target.port}: {exc}") from exc
         return connection
 

@@ -26,7 +26,7 @@ upstream, so the call log reads the same in every process layout.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from envoy.config.core.v3 import base_pb2
 from envoy.data.accesslog.v3 import accesslog_pb2 as log_pb
@@ -36,6 +36,7 @@ from lockgate.edge_access import DENIED_HEADER, LOG_HEADERS, METADATA_NAMESPACE
 from lockgate.identity import KEY_ID, TENANT_ID
 from lockgate.metrics import Counter
 from lockgate.redact import redact_query
+from lockgate.timestamps import from_timestamp
 from services.ledger.call_log_writer import CallLogWriter
 
 log = logging.getLogger("lockgate.ledger.als")
@@ -126,20 +127,17 @@ def _identity(common: log_pb.AccessLogCommon, headers) -> tuple[str, str, bool]:
 #: RequestMethod value -> its name; unknown and unspecified methods log as "".
 _METHOD_NAMES = {value: name for name, value in base_pb2.RequestMethod.items()
                  if value != base_pb2.METHOD_UNSPECIFIED}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def call_record(entry: log_pb.HTTPAccessLogEntry, received: datetime | None = None) -> dict:
     """One HTTP access log entry -> a call_log row (bounded to the column sizes).
 
     Runs once per call through the edge, on the ledger's event loop: fields are
-    read once each and the timestamp is built by hand (Timestamp.ToDatetime
-    costs three times as much)."""
+    read once each."""
     common, request, response = entry.common_properties, entry.request, entry.response
     headers = request.request_headers
     if common.HasField("start_time"):
-        started = common.start_time
-        start = _EPOCH + timedelta(seconds=started.seconds, microseconds=started.nanos // 1000)
+        start = from_timestamp(common.start_time)
     else:
         start = received or datetime.now(UTC)
     if common.HasField("duration"):

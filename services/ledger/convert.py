@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from lockgate.common.v1 import common_pb2
 from lockgate.ledger.v1 import ledger_service_pb2 as pb
-from lockgate.timestamps import to_timestamp
+from lockgate.timestamps import from_timestamp, to_timestamp
 from services.ledger.analytics import UsageRow
 from services.ledger.models import UsageEntry
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def entry_from_proto(msg: pb.UsageEntry) -> dict:
     """One usage entry as LedgerService.record takes it (once per governed call:
-    the token counts read off one TokenUsage, the time built by hand, ≈ 3x
-    cheaper than Timestamp.ToDatetime)."""
-    if msg.HasField("create_time"):
-        stamp = msg.create_time
-        created = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
-    else:
-        created = None
+    the token counts read off one TokenUsage)."""
+    created = from_timestamp(msg.create_time) if msg.HasField("create_time") else None
     usage = msg.usage
     return {
         "request_id": msg.request_id,
