@@ -109,7 +109,7 @@ def build_table(
 ) -> RoutingTable:
     """A table for `config`, reusing `previous`'s adapters where the provider
     config is unchanged (their connections stay warm). Unary calls go through
-    `unary` when given, streams through `session`."""
+    `unary` (the router's shared pool), streams through `session`."""
     health.reconfigure(config.routing.circuit_breaker, config.routing.latency_ewma_alpha)
     providers: dict[str, tuple[ProviderConfig, Provider]] = {}
     for name, provider_config in config.providers.items():

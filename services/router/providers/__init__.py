@@ -2,7 +2,8 @@
 
 Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession,
 UnaryClient | None)`: streams go through the session, unary calls through the
-lean client when there is one (lockgate/unary_client.py).
+lean client (lockgate/unary_client.py; the router passes its shared one, an
+adapter built alone makes its own).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 an SSE reader, and one mapping from transport failures and provider statuses
 to lockgate.errors.
 
-Unary calls (`post_json`) go over the router's lean keep-alive client when it
-passes one (lockgate/unary_client.py: the router's event loop is the stack's
-bottleneck, and aiohttp was its largest part per call); streams, and unary
-calls without one (adapters built on their own, as in tests), over aiohttp.
-Either way the same answers map to the same errors.
+Unary calls (`post_json`) go over the lean keep-alive client
+(lockgate/unary_client.py: the router's event loop is the stack's bottleneck,
+and aiohttp was its largest part per call), the router's shared one, or one
+of the adapter's own when built alone (tests, tools); streams over aiohttp.
+Both transports' failures map to the same errors.
 
 The base URL is always the admin-configured one (ProviderConfig.base_url);
 adapters only append documented paths to it, so a request can never steer the
@@ -77,8 +77,8 @@ class UpstreamHTTP:
     ):
         self.provider = provider
         self.session = session
-        #: The router's lean pool for `post_json` (aiohttp's session when None).
-        self.unary = unary
+        #: The pool `post_json` goes over: the router's, or one of its own.
+        self.unary = unary if unary is not None else UnaryClient()
         self.max_response_bytes = max_response_bytes
         self.error_hook = error_hook
         self._exact = frozenset(h for h in forward_headers if not h.endswith("*"))
@@ -98,29 +98,6 @@ class UpstreamHTTP:
         self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
     ) -> dict:
         """POST a JSON body; the JSON object answered, or a mapped LockgateError."""
-        if self.unary is not None:
-            return await self._post_json_lean(url, payload, headers, timeouts)
-        try:
-            async with asyncio.timeout(timeouts.total):
-                async with self.session.post(
-                    url, data=orjson.dumps(payload), headers=self._with_forwarded(headers),
-                    timeout=_client_timeout(timeouts),
-                ) as resp:
-                    if resp.status >= 300:
-                        raise await self._status_error(resp)
-                    raw = await resp.content.read(self.max_response_bytes + 1)
-                    if len(raw) > self.max_response_bytes:
-                        raise UpstreamError(f"provider {self.provider!r} sent an oversized response")
-        except LockgateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
-            raise self.transport_error(exc) from None
-        return self._json_object(raw)
-
-    async def _post_json_lean(
-        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
-    ) -> dict:
-        assert self.unary is not None
         try:
             reply = await self.unary.post(
                 url, orjson.dumps(payload), self._with_forwarded(headers),
