@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import check_latency, ledger_ingest, rounds, streaming
+from bench.proxy_floor import EnvoyFloor, runs_batch
 from lockgate.stack import state as stack_state
 from lockgate.stack.ephemeral import EphemeralStack
 
@@ -241,10 +242,13 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
             results["s1_unary_chat"].append(rounds.combine(measured))
         checks_before = governance_checks(stack)
-        results["s2_streaming"] = streaming.compare(
-            f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
-            stack.admin_key, streams=args.streams, lockgate_pids=lockgate_pids(stack),
-        )
+        pids = lockgate_pids(stack)
+        with EnvoyFloor(stack.sim_url, batch=runs_batch(pids["envoy"])) as floor:
+            results["s2_streaming"] = streaming.compare(
+                f"{stack.sim_url}/chat/completions", f"{stack.base_url}/chat/completions",
+                stack.admin_key, streams=args.streams, lockgate_pids=pids,
+                floor_url=f"{floor.url}/chat/completions",
+            )
         time.sleep(TICKETS_BACK_SECONDS)
         results["s2_streaming"]["governed"]["governance_checks"] = checks_since(
             checks_before, governance_checks(stack))

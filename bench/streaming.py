@@ -129,20 +129,39 @@ class PeakRss:
                                            for n, v in sorted(self.peak_by_process.items())}}
 
 
+def _added(slower: dict, faster: dict, name: str) -> dict:
+    """`{name}_p50_ms` and `{name}_p99_ms`: the time to first token `slower` adds
+    over `faster` (empty when either has none)."""
+    if slower["ttft_p50_ms"] is None or faster["ttft_p50_ms"] is None:
+        return {}
+    return {f"{name}_p50_ms": round(slower["ttft_p50_ms"] - faster["ttft_p50_ms"], 2),
+            f"{name}_p99_ms": round(slower["ttft_p99_ms"] - faster["ttft_p99_ms"], 2)}
+
+
 def compare(direct_url: str, governed_url: str, key: str, streams: int = 200,
             chunks: int = 50, interval_ms: int = 20,
-            lockgate_pids: dict[str, int] | None = None) -> dict:
-    """`lockgate_pids`: the processes whose summed peak RSS is reported (name -> pid)."""
+            lockgate_pids: dict[str, int] | None = None,
+            floor_url: str | None = None) -> dict:
+    """The streams directly, then through the proxy floor (`floor_url`, Envoy alone:
+    bench/proxy_floor.py) when given, then through the governed path, one after
+    the other. `lockgate_pids`: the processes whose summed peak RSS is reported
+    (name -> pid)."""
     direct = asyncio.run(run_streams(direct_url, None, streams, chunks, interval_ms))
+    floor = None
+    if floor_url is not None:
+        floor = asyncio.run(run_streams(floor_url, None, streams, chunks, interval_ms))
     with PeakRss(lockgate_pids or {}) as memory:
         governed = asyncio.run(run_streams(governed_url, key, streams, chunks, interval_ms))
     if lockgate_pids:
         governed.update(memory.summary())
     row = {"chunks_per_stream": chunks, "chunk_interval_ms": interval_ms,
-           "direct": direct, "governed": governed}
+           "direct": direct, "governed": governed, **_added(governed, direct, "added_ttft")}
     if direct["ttft_p50_ms"] is not None and governed["ttft_p50_ms"] is not None:
-        row["added_ttft_p50_ms"] = round(governed["ttft_p50_ms"] - direct["ttft_p50_ms"], 2)
-        row["added_ttft_p99_ms"] = round(governed["ttft_p99_ms"] - direct["ttft_p99_ms"], 2)
         row["governed_vs_direct_ttft_p50"] = round(
             governed["ttft_p50_ms"] / max(direct["ttft_p50_ms"], 0.001), 2)
+    if floor is not None:
+        row["envoy_only"] = floor
+        row.update(_added(floor, direct, "envoy_only_added_ttft"))
+        # Lockgate's own share: what the governed path adds over Envoy alone.
+        row.update(_added(governed, floor, "added_over_envoy_only_ttft"))
     return row
