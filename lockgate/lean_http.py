@@ -16,7 +16,7 @@ a call. Everything else stays gRPC.
   body (400 and close); an exception in the handler answers 503 and is
   logged, never raised into the event loop.
 - `LeanHttpClient`: POSTs a body to one server over a bounded pool of
-  keep-alive connections (lockgate/unary_client.py's); any failure (refused,
+  keep-alive connections (lockgate/upstream_client.py's); any failure (refused,
   reset, timeout, bad answer) raises `HttpCallFailed` and drops that connection.
 """
 
@@ -33,13 +33,13 @@ from http import HTTPStatus
 import httptools
 
 from lockgate.metrics import count_http_call
-from lockgate.unary_client import (
+from lockgate.upstream_client import (
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
-    UnaryClient,
-    UnaryConnectError,
-    UnaryReply,
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamReply,
 )
 
 log = logging.getLogger("lockgate.lean_http")
@@ -319,15 +319,15 @@ _MAX_REPLY_BYTES = 1 << 20
 class LeanHttpClient:
     """POSTs to one server (`host:port`) over at most `max_connections` keep-alive
     connections; callers beyond that wait for one to come free. The pool is
-    lockgate/unary_client.py's (the one the router calls providers with); this
+    lockgate/upstream_client.py's (the one the router calls providers with); this
     names the server once and turns every failure into `HttpCallFailed`."""
 
     def __init__(self, host: str, port: int, *, max_connections: int = 32):
         self._address = f"{host}:{port}"
-        self._client = UnaryClient(max_connections=max_connections)
+        self._client = UpstreamClient(max_connections=max_connections)
 
     async def post(self, path: str, body: bytes, content_type: str, *, within: float,
-                   headers: tuple[tuple[str, str], ...] = ()) -> UnaryReply:
+                   headers: tuple[tuple[str, str], ...] = ()) -> UpstreamReply:
         try:
             return await self._client.post(
                 f"http://{self._address}{path}", body,
@@ -335,7 +335,7 @@ class LeanHttpClient:
                 connect_timeout=within, max_bytes=_MAX_REPLY_BYTES, within=within)
         except TimeoutError:
             raise HttpCallFailed(f"no answer within {within:g} s") from None
-        except UnaryConnectError as exc:
+        except UpstreamConnectError as exc:
             raise HttpCallFailed(str(exc)) from None  # "cannot reach host:port: …"
         except OSError as exc:
             raise HttpCallFailed(f"{self._address} closed the connection: {exc}") from None

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 from pydantic_settings import SettingsConfigDict
 
 from lockgate.decision_log import DecisionLog
@@ -18,7 +17,7 @@ from lockgate.prices import PriceBook
 from lockgate.router.v1 import router_service_pb2 as pb
 from lockgate.router.v1 import router_service_pb2_grpc as pb_grpc
 from lockgate.settings import PolicySettings
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router import tokens
 from services.router.admin import RouterAdminServicer
 from services.router.admission import AdmissionClient, GrpcAdmit, HttpAdmit
@@ -63,8 +62,9 @@ class RouterSettings(PolicySettings):
     #: host:port of the ledger's HTTP/1.1 Admit (its LOCKGATE_LEDGER_ADMIT_PORT);
     #: empty: admission checks go over gRPC to ledger_address.
     ledger_admit_address: str = ""
-    #: Upper bound on open connections to all providers.
-    max_upstream_connections: int = 1000
+    #: Provider calls in flight at once, unary and streamed, over all providers
+    #: (a stream holds its connection to its end).
+    max_upstream_connections: int = 2000
     #: Bound of the usage spool (entries the ledger has not acknowledged yet);
     #: when it is full the router answers 503 instead of serving unmetered calls.
     max_usage_spool_bytes: int = 1 << 30
@@ -105,9 +105,8 @@ class RouterApp:
         self.config_path = settings.gateway_config or DEFAULT_CONFIG
         self.config = load_gateway_config(self.config_path)
         self.policy = build_policy(settings)
-        self.session: aiohttp.ClientSession | None = None
-        #: Unary provider calls (lockgate/unary_client.py); streams use `session`.
-        self.unary: UnaryClient | None = None
+        #: Every provider call, unary or streamed (lockgate/upstream_client.py).
+        self.upstream: UpstreamClient | None = None
         self.tables: TableHolder | None = None
         self.health = HealthBoard(
             self.config.routing.circuit_breaker, self.config.routing.latency_ewma_alpha
@@ -142,15 +141,9 @@ class RouterApp:
             from services.router.access import InProcessAccess
 
             access = InProcessAccess(access_checker)
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.max_upstream_connections),
-            auto_decompress=True,
-            read_bufsize=1 << 20,  # one SSE line may be large (tool arguments, images)
-        )
-        self.unary = UnaryClient(max_connections=self.settings.max_upstream_connections)
+        self.upstream = UpstreamClient(max_connections=self.settings.max_upstream_connections)
         self.tables = TableHolder(
-            build_table(self.config, 1, self.session, self.health, self.price_sync.book,
-                        unary=self.unary)
+            build_table(self.config, 1, self.health, self.price_sync.book, upstream=self.upstream)
         )
         GENERATION.set(1)
         self.decisions = (
@@ -212,11 +205,11 @@ class RouterApp:
 
     def apply_config(self, config: GatewayConfig) -> None:
         """Swap in a new routing table (in-flight calls keep the old one)."""
-        assert self.tables is not None and self.session is not None
+        assert self.tables is not None and self.upstream is not None
         current = self.tables.current
         self.tables.current = build_table(
-            config, current.generation + 1, self.session, self.health, self.price_sync.book,
-            previous=current, unary=self.unary,
+            config, current.generation + 1, self.health, self.price_sync.book,
+            previous=current, upstream=self.upstream,
         )
         if config.routing.cache != self.config.routing.cache and self.router is not None:
             old, self.router.cache = self.router.cache, build_cache(config.routing.cache)
@@ -231,12 +224,12 @@ class RouterApp:
 
     def apply_prices(self, book: PriceBook) -> None:
         """Swap in a table priced with `book` (in-flight calls keep the old one)."""
-        if self.tables is None or self.session is None:
+        if self.tables is None or self.upstream is None:
             return  # not serving yet: the first table is built with the sync's book
         current = self.tables.current
         self.tables.current = build_table(
-            self.config, current.generation + 1, self.session, self.health, book,
-            previous=current, unary=self.unary,
+            self.config, current.generation + 1, self.health, book,
+            previous=current, upstream=self.upstream,
         )
         GENERATION.set(self.tables.current.generation)
 
@@ -253,9 +246,7 @@ class RouterApp:
         await self.recorder.close()
         if self.router is not None and self.router.cache is not None:
             await self.router.cache.close()
-        if self.session is not None:
-            await self.session.close()
-        if self.unary is not None:
-            self.unary.close()
+        if self.upstream is not None:
+            self.upstream.close()
         if self.admit_client is not None:
             self.admit_client.close()

@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from lockgate.errors import InvalidRequest, ModelNotFound
 from lockgate.prices import Price, PriceBook, price_from
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import (
     AliasConfig,
     DeploymentConfig,
@@ -101,15 +99,14 @@ class RoutingTable:
 def build_table(
     config: GatewayConfig,
     generation: int,
-    session: aiohttp.ClientSession,
     health: HealthBoard,
     prices: PriceBook,
     previous: RoutingTable | None = None,
-    unary: UnaryClient | None = None,
+    upstream: UpstreamClient | None = None,
 ) -> RoutingTable:
     """A table for `config`, reusing `previous`'s adapters where the provider
-    config is unchanged (their connections stay warm). Unary calls go through
-    `unary` (the router's shared pool), streams through `session`."""
+    config is unchanged. Every provider call goes through `upstream` (the
+    router's shared pool)."""
     health.reconfigure(config.routing.circuit_breaker, config.routing.latency_ewma_alpha)
     providers: dict[str, tuple[ProviderConfig, Provider]] = {}
     for name, provider_config in config.providers.items():
@@ -118,7 +115,7 @@ def build_table(
             providers[name] = old
         else:
             providers[name] = (provider_config, build_provider(
-                name, provider_config, session, unary))
+                name, provider_config, upstream))
     deployments = {}
     for name, dep in config.deployments.items():
         provider_config, provider = providers[dep.provider]

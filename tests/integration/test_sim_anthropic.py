@@ -14,6 +14,7 @@ from lockgate.errors import RateLimited, UpstreamError, UpstreamUnavailable
 from lockgate.sim import replies
 from lockgate.sim.config import SimConfig
 from lockgate.sim.server import create_app
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.anthropic import AnthropicProvider
 from services.router.providers.openai import OpenAIProvider
@@ -66,19 +67,28 @@ async def start_sim():
 
 @pytest.fixture
 async def session():
+    """For calling the simulator directly."""
     async with aiohttp.ClientSession() as s:
         yield s
 
 
 @pytest.fixture
-def connect(start_sim, session, monkeypatch):
+async def upstream():
+    """The pool the adapters call through, as the router's."""
+    client = UpstreamClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def connect(start_sim, upstream, monkeypatch):
     """connect(**sim_config) -> an AnthropicProvider talking to a fresh simulator."""
     monkeypatch.setenv(KEY_ENV, KEY)
 
     async def make(**config) -> AnthropicProvider:
         base = await start_sim(**config)
         provider_config = ProviderConfig(type="anthropic", base_url=base, api_key_env=KEY_ENV)
-        return AnthropicProvider("claude", provider_config, session)
+        return AnthropicProvider("claude", provider_config, upstream)
 
     return make
 
@@ -111,11 +121,11 @@ async def test_unary(connect):
     }
 
 
-async def test_same_words_as_the_openai_dialect(connect, session):
+async def test_same_words_as_the_openai_dialect(connect, upstream):
     provider = await connect()
     base = provider.url.removesuffix("/v1/messages")
     openai = OpenAIProvider(
-        "oai", ProviderConfig(type="openai", base_url=f"{base}/v1", api_key_env=KEY_ENV), session
+        "oai", ProviderConfig(type="openai", base_url=f"{base}/v1", api_key_env=KEY_ENV), upstream
     )
     body = {"model": "alias", "messages": [{"role": "system", "content": "Be brief."}, *MESSAGES],
             "max_tokens": 7, "stop": [" zzz"]}

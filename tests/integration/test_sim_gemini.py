@@ -12,6 +12,7 @@ from lockgate.errors import RateLimited, UpstreamError, UpstreamUnavailable
 from lockgate.sim import replies
 from lockgate.sim.config import SimConfig
 from lockgate.sim.server import serve
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.gemini import GeminiProvider, to_gemini_request
 
@@ -39,18 +40,18 @@ async def start(monkeypatch):
     """start(**sim_config) -> (GeminiProvider, base URL) against a fresh simulator."""
     monkeypatch.setenv("LOCKGATE_TEST_GEMINI_KEY", KEY)
     runners = []
-    session = aiohttp.ClientSession()
+    upstream = UpstreamClient()
 
     async def run(**config):
         runner, port = await serve("127.0.0.1", 0, SimConfig(api_key=KEY, **config))
         runners.append(runner)
         base = f"http://127.0.0.1:{port}"
         provider = GeminiProvider("gem", ProviderConfig(
-            type="gemini", base_url=base, api_key_env="LOCKGATE_TEST_GEMINI_KEY"), session)
+            type="gemini", base_url=base, api_key_env="LOCKGATE_TEST_GEMINI_KEY"), upstream)
         return provider, base
 
     yield run
-    await session.close()
+    upstream.close()
     for runner in runners:
         await runner.cleanup()
 

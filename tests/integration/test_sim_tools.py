@@ -265,9 +265,7 @@ async def test_invalid_tool_requests(client, fields, param, code):
 async def anthropic_client(base):
     """The anthropic SDK against a minimal /v1/messages built from the edge module
     and the OpenAI adapter, with the simulator as the provider."""
-    session = aiohttp.ClientSession()
-    provider = OpenAIProvider("sim", ProviderConfig(type="openai", base_url=f"{base}/v1"),
-                              session)
+    provider = OpenAIProvider("sim", ProviderConfig(type="openai", base_url=f"{base}/v1"))
     timeouts = TimeoutsConfig()
 
     async def messages(request: web.Request) -> web.StreamResponse:
@@ -306,7 +304,7 @@ async def anthropic_client(base):
     yield client
     await client.close()
     await runner.cleanup()
-    await session.close()
+    provider.http.upstream.close()
 
 
 ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER}]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -86,8 +85,9 @@ async def upstream():
 async def provider(upstream, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-ant-test-key")
     config = ProviderConfig(type="anthropic", base_url=upstream.base_url, api_key_env=KEY_ENV)
-    async with aiohttp.ClientSession() as session:
-        yield AnthropicProvider("claude", config, session)
+    provider = AnthropicProvider("claude", config)
+    yield provider
+    provider.http.upstream.close()
 
 
 async def collect(provider, body=HELLO) -> list[dict]:
@@ -266,8 +266,9 @@ async def test_api_version_comes_from_config(upstream):
     config = ProviderConfig(type="anthropic", base_url=upstream.base_url,
                             api_version="2024-01-01")
     upstream.reply_json(fixture("response_basic.json")["anthropic"])
-    async with aiohttp.ClientSession() as session:
-        await AnthropicProvider("c", config, session).chat(HELLO, "m", TIMEOUTS)
+    provider = AnthropicProvider("c", config)
+    await provider.chat(HELLO, "m", TIMEOUTS)
+    provider.http.upstream.close()
     headers = upstream.requests[0][1]
     assert headers["anthropic-version"] == "2024-01-01"
     assert "x-api-key" not in headers

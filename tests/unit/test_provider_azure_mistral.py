@@ -15,6 +15,7 @@ from aiohttp import web
 from lockgate.errors import InvalidRequest, RateLimited, UpstreamError
 from lockgate.sim.config import SimConfig
 from lockgate.sim.server import create_app
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers import build_provider
 from services.router.providers.azure import (
@@ -74,8 +75,17 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """For calling the simulator directly."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[UpstreamClient]:
+    """The pool the adapters call through, as the router's."""
+    client = UpstreamClient()
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -109,18 +119,18 @@ async def sim_url():
 
 
 def azure(
-    session, base_url: str, *, key_env: str | None = None, version: str = ""
+    upstream: UpstreamClient, base_url: str, *, key_env: str | None = None, version: str = ""
 ) -> AzureOpenAIProvider:
     config = ProviderConfig(type="azure", base_url=base_url, api_key_env=key_env,
                             api_version=version)
-    provider = build_provider("aoai", config, session)
+    provider = build_provider("aoai", config, upstream)
     assert isinstance(provider, AzureOpenAIProvider)
     return provider
 
 
-def mistral(session, base_url: str, *, key_env: str | None = None) -> MistralProvider:
+def mistral(upstream, base_url: str, *, key_env: str | None = None) -> MistralProvider:
     config = ProviderConfig(type="mistral", base_url=base_url, api_key_env=key_env)
-    provider = build_provider("mistral", config, session)
+    provider = build_provider("mistral", config, upstream)
     assert isinstance(provider, MistralProvider)
     return provider
 
@@ -161,10 +171,10 @@ def test_azure_content_filter_error_names_the_categories():
 # -- Azure: over HTTP ----------------------------------------------------------------------------
 
 
-async def test_azure_request_url_auth_and_body(session, replay_url, monkeypatch):
+async def test_azure_request_url_auth_and_body(upstream, replay_url, monkeypatch):
     monkeypatch.setenv("AOAI_KEY", "secret-azure-key")
     replay = Replay(fixture("azure", "chat_response.json"))
-    provider = azure(session, await replay_url(replay), key_env="AOAI_KEY")
+    provider = azure(upstream, await replay_url(replay), key_env="AOAI_KEY")
     reply = await provider.chat({"messages": USER, "max_tokens": 5}, "gpt4o prod", TIMEOUTS)
     assert reply["choices"][0]["message"]["content"].startswith("Yes, Azure OpenAI")
     assert reply["usage"]["total_tokens"] == 39
@@ -175,9 +185,9 @@ async def test_azure_request_url_auth_and_body(session, replay_url, monkeypatch)
     assert body["model"] == "gpt4o prod" and body["stream"] is False
 
 
-async def test_azure_stream_replay(session, replay_url):
+async def test_azure_stream_replay(upstream, replay_url):
     replay = Replay(fixture("azure", "chat_stream.sse"), content_type="text/event-stream")
-    provider = azure(session, await replay_url(replay), version="2025-01-01-preview")
+    provider = azure(upstream, await replay_url(replay), version="2025-01-01-preview")
     chunks = await collect(provider.stream_chat({"messages": USER}, "dep", TIMEOUTS))
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Yes, it does."
@@ -187,9 +197,9 @@ async def test_azure_stream_replay(session, replay_url):
     assert body["stream_options"] == {"include_usage": True}
 
 
-async def test_azure_content_filter_400(session, replay_url):
+async def test_azure_content_filter_400(upstream, replay_url):
     replay = Replay(fixture("azure", "error_content_filter.json"), status=400)
-    provider = azure(session, await replay_url(replay))
+    provider = azure(upstream, await replay_url(replay))
     with pytest.raises(InvalidRequest) as err:
         await provider.chat({"messages": USER}, "dep", TIMEOUTS)
     assert err.value.code == "content_filter"
@@ -198,19 +208,19 @@ async def test_azure_content_filter_400(session, replay_url):
     assert err.value.code == "content_filter"
 
 
-async def test_azure_429_retry_after_ms(session, replay_url):
+async def test_azure_429_retry_after_ms(upstream, replay_url):
     replay = Replay(fixture("azure", "error_429.json"), status=429,
                     headers={"retry-after": "6", "retry-after-ms": "5500"})
-    provider = azure(session, await replay_url(replay))
+    provider = azure(upstream, await replay_url(replay))
     with pytest.raises(RateLimited) as err:
         await provider.chat({"messages": USER}, "dep", TIMEOUTS)
     assert err.value.retry_after == pytest.approx(5.5)
     assert "exceeded token rate limit" in err.value.message
 
 
-async def test_azure_embeddings_replay(session, replay_url):
+async def test_azure_embeddings_replay(upstream, replay_url):
     replay = Replay(fixture("azure", "embeddings_response.json"))
-    provider = azure(session, await replay_url(replay))
+    provider = azure(upstream, await replay_url(replay))
     reply = await provider.embed({"input": "hello"}, "emb", TIMEOUTS)
     assert reply["data"][0]["embedding"][0] == pytest.approx(0.0023064255)
     assert replay.requests[0][0].startswith("/openai/deployments/emb/embeddings?api-version=")
@@ -219,9 +229,9 @@ async def test_azure_embeddings_replay(session, replay_url):
 # -- Azure: against the simulator ------------------------------------------------------------
 
 
-async def test_azure_against_simulator(session, sim_url, monkeypatch):
+async def test_azure_against_simulator(upstream, sim_url, monkeypatch):
     monkeypatch.setenv("AOAI_KEY", "sim-key")
-    provider = azure(session, await sim_url(SimConfig(api_key="sim-key")), key_env="AOAI_KEY")
+    provider = azure(upstream, await sim_url(SimConfig(api_key="sim-key")), key_env="AOAI_KEY")
     reply = await provider.chat({"messages": USER}, "sim-small", TIMEOUTS)
     assert reply["object"] == "chat.completion" and reply["model"] == "sim-small"
     assert reply["usage"]["prompt_tokens"] > 0
@@ -237,19 +247,19 @@ async def test_azure_against_simulator(session, sim_url, monkeypatch):
     assert [d["index"] for d in vectors["data"]] == [0, 1]
 
 
-async def test_azure_simulator_rejects_a_wrong_key(session, sim_url, monkeypatch):
+async def test_azure_simulator_rejects_a_wrong_key(upstream, sim_url, monkeypatch):
     monkeypatch.setenv("AOAI_KEY", "not-the-key")
-    provider = azure(session, await sim_url(SimConfig(api_key="sim-key")), key_env="AOAI_KEY")
+    provider = azure(upstream, await sim_url(SimConfig(api_key="sim-key")), key_env="AOAI_KEY")
     with pytest.raises(UpstreamError) as err:
         await provider.chat({"messages": USER}, "sim-small", TIMEOUTS)
     assert "credentials were rejected" in err.value.message
     assert "not-the-key" not in err.value.message
 
 
-async def test_azure_simulator_429_retry_after(session, sim_url):
+async def test_azure_simulator_429_retry_after(upstream, sim_url):
     url = await sim_url(SimConfig(error_rate=1.0, error_status=429))
     with pytest.raises(RateLimited) as err:
-        await azure(session, url).chat({"messages": USER}, "sim-small", TIMEOUTS)
+        await azure(upstream, url).chat({"messages": USER}, "sim-small", TIMEOUTS)
     assert err.value.retry_after == 1.0
 
 
@@ -407,10 +417,10 @@ def test_mistral_error_bodies():
 # -- Mistral: over HTTP ------------------------------------------------------------------------
 
 
-async def test_mistral_request_over_http(session, replay_url, monkeypatch):
+async def test_mistral_request_over_http(upstream, replay_url, monkeypatch):
     monkeypatch.setenv("MISTRAL_KEY", "secret-mistral-key")
     replay = Replay(fixture("mistral", "chat_response.json"))
-    provider = mistral(session, await replay_url(replay), key_env="MISTRAL_KEY")
+    provider = mistral(upstream, await replay_url(replay), key_env="MISTRAL_KEY")
     reply = await provider.chat({"messages": USER, "seed": 3}, "mistral-small-latest", TIMEOUTS)
     assert reply["usage"]["total_tokens"] == 50
     url, headers, body = replay.requests[0]
@@ -420,9 +430,9 @@ async def test_mistral_request_over_http(session, replay_url, monkeypatch):
                     "stream": False}
 
 
-async def test_mistral_stream_moves_usage_to_a_final_chunk(session, replay_url):
+async def test_mistral_stream_moves_usage_to_a_final_chunk(upstream, replay_url):
     replay = Replay(fixture("mistral", "chat_stream.sse"), content_type="text/event-stream")
-    provider = mistral(session, await replay_url(replay))
+    provider = mistral(upstream, await replay_url(replay))
     chunks = await collect(provider.stream_chat({"messages": USER}, "m", TIMEOUTS))
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == (
         "Comté is great.")
@@ -432,10 +442,10 @@ async def test_mistral_stream_moves_usage_to_a_final_chunk(session, replay_url):
     assert "stream_options" not in replay.requests[0][2]
 
 
-async def test_mistral_stream_tool_calls(session, replay_url):
+async def test_mistral_stream_tool_calls(upstream, replay_url):
     replay = Replay(fixture("mistral", "chat_stream_tool_calls.sse"),
                     content_type="text/event-stream")
-    provider = mistral(session, await replay_url(replay))
+    provider = mistral(upstream, await replay_url(replay))
     chunks = await collect(provider.stream_chat({"messages": USER}, "m", TIMEOUTS))
     call = chunks[1]["choices"][0]["delta"]["tool_calls"][0]
     assert call == {"index": 0, "id": "D681PevKs", "type": "function", "function": {
@@ -449,9 +459,9 @@ async def test_mistral_stream_tool_calls(session, replay_url):
     ("error_422_list.json", 422, InvalidRequest, "messages"),
     ("error_429.json", 429, RateLimited, None),
 ])
-async def test_mistral_error_mapping(session, replay_url, name, status, error, param):
+async def test_mistral_error_mapping(upstream, replay_url, name, status, error, param):
     replay = Replay(fixture("mistral", name), status=status, headers={"retry-after": "2"})
-    provider = mistral(session, await replay_url(replay))
+    provider = mistral(upstream, await replay_url(replay))
     with pytest.raises(error) as err:
         await provider.chat({"messages": USER}, "m", TIMEOUTS)
     assert err.value.param == param
@@ -459,9 +469,9 @@ async def test_mistral_error_mapping(session, replay_url, name, status, error, p
         assert err.value.retry_after == 2.0 and "rate limit exceeded" in err.value.message
 
 
-async def test_mistral_embeddings_over_http(session, replay_url):
+async def test_mistral_embeddings_over_http(upstream, replay_url):
     replay = Replay(fixture("mistral", "embeddings_response.json"))
-    provider = mistral(session, await replay_url(replay))
+    provider = mistral(upstream, await replay_url(replay))
     reply = await provider.embed({"input": ["a", "b"]}, "mistral-embed", TIMEOUTS)
     assert reply == {
         "object": "list", "model": "mistral-embed",
@@ -479,10 +489,10 @@ async def test_mistral_embeddings_over_http(session, replay_url):
 # -- Mistral: against the simulator ----------------------------------------------------------
 
 
-async def test_mistral_against_simulator(session, sim_url, monkeypatch):
+async def test_mistral_against_simulator(upstream, sim_url, monkeypatch):
     monkeypatch.setenv("MISTRAL_KEY", "sim-key")
     url = await sim_url(SimConfig(api_key="sim-key"))
-    provider = mistral(session, f"{url}/v1", key_env="MISTRAL_KEY")
+    provider = mistral(upstream, f"{url}/v1", key_env="MISTRAL_KEY")
     body = {"messages": USER, "seed": 1, "max_completion_tokens": 3, "user": "u"}
     reply = await provider.chat(body, "sim-small", TIMEOUTS)
     assert reply["choices"][0]["finish_reason"] == "length"
@@ -503,8 +513,8 @@ async def test_mistral_against_simulator(session, sim_url, monkeypatch):
     assert err.value.param == "logit_bias"
 
 
-async def test_mistral_simulator_429_retry_after(session, sim_url):
+async def test_mistral_simulator_429_retry_after(upstream, sim_url):
     url = await sim_url(SimConfig(error_rate=1.0, error_status=429))
     with pytest.raises(RateLimited) as err:
-        await mistral(session, f"{url}/v1").chat({"messages": USER}, "sim-small", TIMEOUTS)
+        await mistral(upstream, f"{url}/v1").chat({"messages": USER}, "sim-small", TIMEOUTS)
     assert err.value.retry_after == 1.0

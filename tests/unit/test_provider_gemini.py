@@ -416,18 +416,17 @@ class Replay:
 
 @pytest.fixture
 async def replay(monkeypatch):
-    import aiohttp
-
     monkeypatch.setenv("GEMINI_TEST_KEY", KEY)
     fake = Replay()
     app = web.Application()
     app.router.add_post("/{tail:.*}", fake.handle)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        config = ProviderConfig(type="gemini", base_url=str(server.make_url("")),
-                                api_key_env="GEMINI_TEST_KEY")
-        yield fake, GeminiProvider("gem", config, session)
+    config = ProviderConfig(type="gemini", base_url=str(server.make_url("")),
+                            api_key_env="GEMINI_TEST_KEY")
+    provider = GeminiProvider("gem", config)
+    yield fake, provider
+    provider.http.upstream.close()
     await server.close()
 
 

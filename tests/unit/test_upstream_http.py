@@ -1,16 +1,16 @@
 """UpstreamHTTP against a real local server: status mapping, passed-through
-codes, Retry-After, SSE parsing, forwarded headers, bounds."""
+codes, Retry-After, SSE parsing, forwarded headers, bounds, and what a stream
+does with its connection."""
 
 from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from lockgate.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import CLIENT_HEADERS, UpstreamHTTP, retry_after_seconds
 
@@ -39,6 +39,18 @@ async def server():
             await resp.write(b": keep-alive\n\n")
             await asyncio.sleep(3)
             return resp
+        if kind == "limited-stream":
+            return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                     headers={"retry-after": "7"})
+        if kind == "gzipped":
+            return web.Response(body=b"\x1f\x8b", headers={"content-type": "text/event-stream",
+                                                             "content-encoding": "gzip"})
+        if kind == "cut":  # two events, then the connection drops midway through the third
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b"data: 1\n\ndata: 2\n\ndata: 3")
+            request.transport.close()
+            return resp
         if kind == "trickle":  # an event every 0.1 s, for 3 s
             resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
             await resp.prepare(request)
@@ -58,73 +70,70 @@ async def server():
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    async with aiohttp.ClientSession() as session:
-        yield f"http://127.0.0.1:{port}", session, seen
+    yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()
 
 
 @pytest.fixture
-async def unary():
-    """Unary calls go through the lean client; streams through aiohttp's session:
-    the same answers must map to the same errors."""
-    client = UnaryClient(max_connections=8)
+async def client():
+    client = UpstreamClient(max_connections=8)
     yield client
     client.close()
 
 
-async def test_context_length_code_passes_through(server, unary):
-    base, session, _ = server
+async def test_context_length_code_passes_through(server, client):
+    base, _ = server
     with pytest.raises(InvalidRequest) as err:
-        await UpstreamHTTP("p", session, unary=unary).post_json(f"{base}/context", {}, {},
+        await UpstreamHTTP("p", upstream=client).post_json(f"{base}/context", {}, {},
                                                                  TIMEOUTS)
     assert err.value.code == "context_length_exceeded"
 
 
-async def test_rate_limit_keeps_retry_after_and_not_the_providers_code(server, unary):
-    base, session, _ = server
+async def test_rate_limit_keeps_retry_after_and_not_the_providers_code(server, client):
+    base, _ = server
     with pytest.raises(RateLimited) as err:
-        await UpstreamHTTP("p", session, unary=unary).post_json(f"{base}/limited", {}, {},
+        await UpstreamHTTP("p", upstream=client).post_json(f"{base}/limited", {}, {},
                                                                  TIMEOUTS)
     assert err.value.retry_after == 1.5 and err.value.code == "upstream_rate_limited"
 
 
-async def test_oversized_responses_are_refused(server, unary):
-    base, session, _ = server
+async def test_oversized_responses_are_refused(server, client):
+    base, _ = server
     with pytest.raises(UpstreamError, match="oversized"):
-        await UpstreamHTTP("p", session, max_response_bytes=1024, unary=unary).post_json(
+        await UpstreamHTTP("p", max_response_bytes=1024, upstream=client).post_json(
             f"{base}/big", {}, {}, TIMEOUTS)
 
 
-async def test_a_unary_call_forwards_only_allowed_client_headers(server, unary):
-    base, session, seen = server
+async def test_a_unary_call_forwards_only_allowed_client_headers(server, client):
+    base, seen = server
     CLIENT_HEADERS.set((("x-sim-status", "200"), ("x-other", "no"), ("authorization", "Bearer x")))
-    http = UpstreamHTTP("p", session, forward_headers=["x-sim-*"], unary=unary)
+    http = UpstreamHTTP("p", forward_headers=["x-sim-*"], upstream=client)
     with pytest.raises(UpstreamError):  # the route answers an event stream, not JSON
         await http.post_json(f"{base}/sse", {"a": 1}, {"authorization": "Bearer mine"}, TIMEOUTS)
     assert seen[-1]["x-sim-status"] == "200" and "x-other" not in seen[-1]
     assert seen[-1]["Authorization"] == "Bearer mine"
 
 
-async def test_sse_events_join_data_lines_and_skip_comments(server):
-    base, session, _ = server
-    events = [e async for e in UpstreamHTTP("p", session).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
+async def test_sse_events_join_data_lines_and_skip_comments(server, client):
+    base, _ = server
+    events = [e async for e in UpstreamHTTP("p", upstream=client).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
     assert [(e.event, e.data) for e in events] == [("a", b"one\ntwo"), ("", b"three")]
 
 
-async def test_first_token_timeout_bounds_a_silent_stream(server):
-    base, session, _ = server
+async def test_first_token_timeout_bounds_a_silent_stream(server, client):
+    base, _ = server
     with pytest.raises(UpstreamTimeout):
-        async for _ in UpstreamHTTP("p", session).post_sse(
+        async for _ in UpstreamHTTP("p", upstream=client).post_sse(
             f"{base}/slow", {}, {}, TimeoutsConfig(connect=1, first_token=0.3, total=2)
         ):
             pass
 
 
-async def test_total_bounds_a_stream_that_keeps_sending(server):
-    base, session, _ = server
+async def test_total_bounds_a_stream_that_keeps_sending(server, client):
+    base, _ = server
     received = []
     with pytest.raises(UpstreamTimeout):
-        async for event in UpstreamHTTP("p", session).post_sse(
+        async for event in UpstreamHTTP("p", upstream=client).post_sse(
             f"{base}/trickle", {}, {}, TimeoutsConfig(connect=1, first_token=0.3, total=0.55)
         ):
             received.append(event.data)
@@ -132,20 +141,61 @@ async def test_total_bounds_a_stream_that_keeps_sending(server):
     assert 3 <= len(received) <= 7
 
 
-async def test_a_finished_stream_leaves_no_timer_behind(server):
-    base, session, _ = server
-    [_ async for _ in UpstreamHTTP("p", session).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
+async def test_a_finished_stream_leaves_no_timer_behind(server, client):
+    base, _ = server
+    [_ async for _ in UpstreamHTTP("p", upstream=client).post_sse(f"{base}/sse", {}, {}, TIMEOUTS)]
     timers = asyncio.get_running_loop()._scheduled  # noqa: SLF001 - the loop's timer heap
-    assert not [t for t in timers if not t.cancelled() and "_expire" in repr(t)]
+    assert not [t for t in timers if not t.cancelled() and "expire" in repr(t)]
+    assert len(client.idle_connections()) == 1  # read to its end: kept for the next call
 
 
-async def test_only_allowed_client_headers_are_forwarded(server):
-    base, session, seen = server
+async def test_only_allowed_client_headers_are_forwarded(server, client):
+    base, seen = server
     CLIENT_HEADERS.set((("x-sim-status", "200"), ("x-other", "no"), ("authorization", "Bearer x")))
-    http = UpstreamHTTP("p", session, forward_headers=["x-sim-*"])
+    http = UpstreamHTTP("p", forward_headers=["x-sim-*"], upstream=client)
     [_ async for _ in http.post_sse(f"{base}/sse", {}, {"authorization": "Bearer mine"}, TIMEOUTS)]
     assert seen[-1]["x-sim-status"] == "200" and "x-other" not in seen[-1]
     assert seen[-1]["Authorization"] == "Bearer mine"
+
+
+async def test_a_stream_answered_with_an_error_status_maps_like_a_unary_call(server, client):
+    base, _ = server
+    with pytest.raises(RateLimited, match="slow down") as err:
+        [_ async for _ in UpstreamHTTP("p", upstream=client).post_sse(
+            f"{base}/limited-stream", {}, {}, TIMEOUTS)]
+    assert err.value.retry_after == 7.0
+
+
+async def test_a_stream_cut_midway_is_an_upstream_error_after_the_whole_events(server, client):
+    base, _ = server
+    received = []
+    with pytest.raises(UpstreamError, match="closed the connection"):
+        async for event in UpstreamHTTP("p", upstream=client).post_sse(
+                f"{base}/cut", {}, {}, TIMEOUTS):
+            received.append(event.data)
+    assert received == [b"1", b"2"]
+    assert client.idle_connections() == []
+
+
+async def test_an_encoded_stream_is_refused(server, client):
+    base, _ = server
+    with pytest.raises(UpstreamError, match="unreadable"):
+        [_ async for _ in UpstreamHTTP("p", upstream=client).post_sse(
+            f"{base}/gzipped", {}, {}, TIMEOUTS)]
+
+
+async def test_a_stream_left_midway_closes_its_connection_and_frees_its_slot(server):
+    base, _ = server
+    client = UpstreamClient(max_connections=1)
+    try:
+        http = UpstreamHTTP("p", upstream=client)
+        for _ in range(3):  # one slot: each stream must give it back when left
+            events = http.post_sse(f"{base}/trickle", {}, {}, TIMEOUTS)
+            assert (await anext(events)).data == b"0"
+            await events.aclose()
+            assert client.idle_connections() == []  # closed, not kept half-read
+    finally:
+        client.close()
 
 
 def test_retry_after_forms():

@@ -1,18 +1,16 @@
 """Provider adapters, one module each, behind the Provider protocol (base.py).
 
-Every adapter class is built as `Adapter(name, ProviderConfig, aiohttp.ClientSession,
-UnaryClient | None)`: streams go through the session, unary calls through the
-lean client (lockgate/unary_client.py; the router passes its shared one, an
-adapter built alone makes its own).
+Every adapter class is built as `Adapter(name, ProviderConfig, UpstreamClient |
+None)`: its calls, unary and streamed, go through the lean client
+(lockgate/upstream_client.py; the router passes its shared one, an adapter built
+alone makes its own).
 """
 
 from __future__ import annotations
 
 import importlib
 
-import aiohttp
-
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig
 from services.router.providers.base import Provider
 
@@ -28,8 +26,8 @@ ADAPTERS = {
 }
 
 
-def build_provider(name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                   unary: UnaryClient | None = None) -> Provider:
+def build_provider(name: str, config: ProviderConfig,
+                   upstream: UpstreamClient | None = None) -> Provider:
     """The adapter for a provider config entry."""
     module, _, cls = ADAPTERS[config.type].partition(":")
-    return getattr(importlib.import_module(module), cls)(name, config, session, unary)
+    return getattr(importlib.import_module(module), cls)(name, config, upstream)

@@ -34,10 +34,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
-
 from lockgate.errors import InvalidRequest, LockgateError
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import api_key
 from services.router.providers.openai import OpenAIProvider
@@ -47,9 +45,8 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 
 class AzureOpenAIProvider(OpenAIProvider):
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                 unary: UnaryClient | None = None):
-        super().__init__(name, config, session, unary)
+    def __init__(self, name: str, config: ProviderConfig, upstream: UpstreamClient | None = None):
+        super().__init__(name, config, upstream)
         self.api_version = config.api_version or DEFAULT_API_VERSION
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

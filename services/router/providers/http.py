@@ -2,11 +2,11 @@
 an SSE reader, and one mapping from transport failures and provider statuses
 to lockgate.errors.
 
-Unary calls (`post_json`) go over the lean keep-alive client
-(lockgate/unary_client.py: the router's event loop is the stack's bottleneck,
-and aiohttp was its largest part per call), the router's shared one, or one
-of the adapter's own when built alone (tests, tools); streams over aiohttp.
-Both transports' failures map to the same errors.
+Unary calls (`post_json`) and streams (`post_sse`) go over the lean keep-alive
+client (lockgate/upstream_client.py: the router's event loop is the stack's
+bottleneck, and aiohttp was its largest part per call and per chunk), the
+router's shared one, or one of the adapter's own when built alone (tests,
+tools).
 
 The base URL is always the admin-configured one (ProviderConfig.base_url);
 adapters only append documented paths to it, so a request can never steer the
@@ -24,10 +24,9 @@ import asyncio
 import email.utils
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
 
-import aiohttp
 import orjson
 
 from lockgate.errors import (
@@ -39,12 +38,12 @@ from lockgate.errors import (
     UpstreamUnavailable,
 )
 from lockgate.logs import redact
-from lockgate.unary_client import (
+from lockgate.upstream_client import (
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
-    UnaryClient,
-    UnaryConnectError,
+    UpstreamClient,
+    UpstreamConnectError,
 )
 from services.router.config import TimeoutsConfig
 from services.router.providers.sse import SSEEvent, SSEParser
@@ -58,8 +57,9 @@ CLIENT_HEADERS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("client_hea
 
 
 #: Maps a non-2xx answer to an error: (status, parsed JSON body or None,
-#: body text, headers) -> error, or None to use the default mapping.
-ErrorHook = Callable[[int, object, str, "aiohttp.typedefs.LooseHeaders"], LockgateError | None]
+#: body text, headers with lower-case names) -> error, or None to use the
+#: default mapping.
+ErrorHook = Callable[[int, object, str, Mapping[str, str]], LockgateError | None]
 
 
 class UpstreamHTTP:
@@ -68,17 +68,15 @@ class UpstreamHTTP:
     def __init__(
         self,
         provider: str,
-        session: aiohttp.ClientSession,
         *,
         max_response_bytes: int = 16 * 1024 * 1024,
         error_hook: ErrorHook | None = None,
         forward_headers: Sequence[str] = (),
-        unary: UnaryClient | None = None,
+        upstream: UpstreamClient | None = None,
     ):
         self.provider = provider
-        self.session = session
-        #: The pool `post_json` goes over: the router's, or one of its own.
-        self.unary = unary if unary is not None else UnaryClient()
+        #: The pool every call goes over: the router's, or one of its own.
+        self.upstream = upstream if upstream is not None else UpstreamClient()
         self.max_response_bytes = max_response_bytes
         self.error_hook = error_hook
         self._exact = frozenset(h for h in forward_headers if not h.endswith("*"))
@@ -99,7 +97,7 @@ class UpstreamHTTP:
     ) -> dict:
         """POST a JSON body; the JSON object answered, or a mapped LockgateError."""
         try:
-            reply = await self.unary.post(
+            reply = await self.upstream.post(
                 url, orjson.dumps(payload), self._with_forwarded(headers),
                 connect_timeout=timeouts.connect, max_bytes=self.max_response_bytes,
                 within=timeouts.total,
@@ -127,38 +125,40 @@ class UpstreamHTTP:
         """POST, then the server-sent events of the answer, each bounded in size.
 
         The first event must arrive within `first_token`, the stream must end
-        within `total`. Closing the generator closes the connection (a client
-        that went away frees the provider at once).
+        within `total`: one deadline on the stream, moved once, when the first
+        event is in (a timer per read was a quarter of the router's event loop
+        with a thousand streams: docs/performance.md, "Streams"). Closing the
+        generator closes the connection (a client that went away frees the
+        provider at once).
         """
-        deadline = time.monotonic() + timeouts.total
-        first_by = time.monotonic() + min(timeouts.first_token, timeouts.total)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
+        first_by = loop.time() + min(timeouts.first_token, timeouts.total)
         try:
-            async with asyncio.timeout_at(_loop_time(first_by)):
-                resp = await self.session.post(
-                    url, data=orjson.dumps(payload), headers=self._with_forwarded(headers),
-                    timeout=_client_timeout(timeouts),
-                )
-            completed = False
-            watch = _StreamDeadline(resp.content, first_by)
+            stream = await self.upstream.stream(
+                url, orjson.dumps(payload), self._with_forwarded(headers),
+                connect_timeout=timeouts.connect, head_by=first_by,
+            )
             try:
-                if resp.status >= 300:
-                    raise await self._status_error(resp)
+                if stream.status >= 300:
+                    raise self._answer_error(
+                        stream.status, await stream.read_upto(MAX_ERROR_BYTES), stream.headers)
                 parser = SSEParser(self.max_response_bytes)
+                waiting_first = True
                 while True:
                     # Whatever has arrived, parsed at once: one await per network read.
-                    chunk = await resp.content.readany()
+                    chunk = await stream.read()
                     for event in parser.feed(chunk) if chunk else parser.finish():
-                        if watch.at != deadline:
-                            watch.move(deadline)
+                        if waiting_first:
+                            stream.expire_at(deadline)
+                            waiting_first = False
                         yield event
                     if not chunk:
                         break
-                completed = True
             finally:
-                watch.cancel()
-                # A stream read to its end goes back to the pool; one abandoned
-                # midway is closed so the provider stops generating.
-                resp.release() if completed else resp.close()
+                # Read to its end, the connection goes back to the pool; abandoned
+                # midway, it is closed so the provider stops generating.
+                stream.close()
         except LockgateError:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure is mapped
@@ -166,24 +166,17 @@ class UpstreamHTTP:
 
     def transport_error(self, exc: BaseException) -> LockgateError:
         name = self.provider
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"provider {name!r} timed out")
-        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError
-                      | UnaryConnectError):
+        if isinstance(exc, UpstreamConnectError | ConnectionRefusedError):
             return UpstreamUnavailable(f"provider {name!r} is unreachable")
-        if isinstance(
-            exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | ConnectionError
-        ):
+        if isinstance(exc, ConnectionError):
             return UpstreamError(f"provider {name!r} closed the connection")
         if isinstance(exc, BadResponse):
             return UpstreamError(f"provider {name!r} sent an unreadable response")
         if isinstance(exc, RefusedRequest):
             return UpstreamError(f"request to provider {name!r} not sent: {exc}")
         return UpstreamError(f"provider {name!r} failed: {type(exc).__name__}")
-
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> LockgateError:
-        return self._answer_error(resp.status, await resp.content.read(MAX_ERROR_BYTES),
-                                  resp.headers)
 
     def _answer_error(self, status: int, raw: bytes, headers) -> LockgateError:
         """A non-2xx answer (its status, the start of its body, its headers) as an error."""
@@ -277,43 +270,3 @@ def retry_after_seconds(headers) -> float | None:
 def api_key(env_name: str | None) -> str | None:
     """The provider key from the named environment variable (never from config)."""
     return os.environ.get(env_name) if env_name else None
-
-
-def _client_timeout(timeouts: TimeoutsConfig) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None)
-
-
-def _loop_time(monotonic_deadline: float) -> float:
-    loop = asyncio.get_running_loop()
-    return loop.time() + (monotonic_deadline - time.monotonic())
-
-
-class _StreamDeadline:
-    """One timer per stream: at the first event's deadline until it arrives,
-    then at the end of `total`. Expiring fails the response's reader, so the
-    read in progress (or the next one) raises TimeoutError.
-
-    A per-read `asyncio.timeout` did the same with a timer per line: with a
-    thousand streams that was a quarter of the router's event loop time
-    (docs/performance.md, "Streams").
-    """
-
-    __slots__ = ("content", "at", "timer")
-
-    def __init__(self, content: aiohttp.StreamReader, at: float):
-        self.content = content
-        self._arm(at)
-
-    def _expire(self) -> None:
-        self.content.set_exception(TimeoutError("the stream's deadline passed"))
-
-    def move(self, at: float) -> None:
-        self.timer.cancel()
-        self._arm(at)
-
-    def _arm(self, at: float) -> None:
-        self.at = at
-        self.timer = asyncio.get_running_loop().call_at(_loop_time(at), self._expire)
-
-    def cancel(self) -> None:
-        self.timer.cancel()

@@ -71,11 +71,10 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from lockgate.errors import InvalidRequest, LockgateError, UpstreamError
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import (
     UpstreamHTTP,
@@ -122,14 +121,13 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class MistralProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                 unary: UnaryClient | None = None):
+    def __init__(self, name: str, config: ProviderConfig, upstream: UpstreamClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
-            name, session, max_response_bytes=config.max_response_bytes, error_hook=self._error,
+            name, max_response_bytes=config.max_response_bytes, error_hook=self._error,
             forward_headers=config.forward_headers,
-            unary=unary,
+            upstream=upstream,
         )
         self.headers = {"content-type": "application/json", "accept": "application/json"}
         key = api_key(config.api_key_env)

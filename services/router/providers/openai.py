@@ -10,26 +10,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-import aiohttp
 import orjson
 
 from lockgate.errors import UpstreamError
 from lockgate.logs import redact
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.http import UpstreamHTTP, api_key, error_message
 from services.router.providers.sse import SSEEvent
 
 
 class OpenAIProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                 unary: UnaryClient | None = None):
+    def __init__(self, name: str, config: ProviderConfig, upstream: UpstreamClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
-            name, session, max_response_bytes=config.max_response_bytes,
+            name, max_response_bytes=config.max_response_bytes,
             forward_headers=config.forward_headers,
-            unary=unary,
+            upstream=upstream,
         )
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

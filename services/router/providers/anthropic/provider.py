@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from lockgate.errors import InvalidRequest, LockgateError, UpstreamError
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.anthropic.errors import anthropic_error
 from services.router.providers.anthropic.request import to_anthropic
@@ -27,14 +26,13 @@ DEFAULT_VERSION = "2023-06-01"
 
 
 class AnthropicProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                 unary: UnaryClient | None = None):
+    def __init__(self, name: str, config: ProviderConfig, upstream: UpstreamClient | None = None):
         self.name = name
         self.url = f"{config.base_url}/v1/messages"
         self.http = UpstreamHTTP(
-            name, session, max_response_bytes=config.max_response_bytes,
+            name, max_response_bytes=config.max_response_bytes,
             error_hook=self._error_hook, forward_headers=config.forward_headers,
-            unary=unary,
+            upstream=upstream,
         )
         self.headers = {
             "content-type": "application/json",

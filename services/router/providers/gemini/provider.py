@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from lockgate.errors import UpstreamError
-from lockgate.unary_client import UnaryClient
+from lockgate.upstream_client import UpstreamClient
 from services.router.config import ProviderConfig, TimeoutsConfig
 from services.router.providers.gemini.embeddings import from_embed_response, to_embed_request
 from services.router.providers.gemini.errors import gemini_error
@@ -28,17 +27,16 @@ API_VERSION = "v1beta"
 
 
 class GeminiProvider:
-    def __init__(self, name: str, config: ProviderConfig, session: aiohttp.ClientSession,
-                 unary: UnaryClient | None = None):
+    def __init__(self, name: str, config: ProviderConfig, upstream: UpstreamClient | None = None):
         self.name = name
         self.base_url = config.base_url
         self.http = UpstreamHTTP(
-            name, session, max_response_bytes=config.max_response_bytes,
+            name, max_response_bytes=config.max_response_bytes,
             error_hook=lambda status, parsed, text, headers: gemini_error(
                 name, status, parsed, text, headers
             ),
             forward_headers=config.forward_headers,
-            unary=unary,
+            upstream=upstream,
         )
         self.headers = {"content-type": "application/json"}
         key = api_key(config.api_key_env)

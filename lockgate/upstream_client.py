@@ -1,13 +1,15 @@
-"""Unary calls (one body up, one back) over a lean keep-alive HTTP/1.1 pool,
-parsed by httptools on the event loop: the router's calls to providers
-(services/router/providers/http.py) and to the ledger's `Admit`
+"""POSTs over a lean keep-alive HTTP/1.1 pool, parsed by httptools on the event
+loop: the router's calls to providers (services/router/providers/http.py),
+unary (`post`: one body up, one back) and streamed (`stream`: the answer read
+piece by piece as it arrives), and its calls to the ledger's `Admit`
 (lockgate/lean_http.py `LeanHttpClient`).
 
 The router+auth event loop is the stack's bottleneck, and aiohttp's client was
 the largest single part of it per unary call: in a client-only benchmark
 against the simulator it cost 84-120 µs of CPU per call, this 54-57
-(docs/performance.md). Streams stay on aiohttp: their cost is per chunk, not
-per request.
+(docs/performance.md). A stream's cost is per chunk: each piece read goes from
+the parser's callback to the reader's one awaited future, without aiohttp's
+buffers in between ("Streams without aiohttp" there).
 
 What it does, and what it refuses:
 - http and https only (TLS verified against the system's CAs, with SNI); the
@@ -18,15 +20,21 @@ What it does, and what it refuses:
   or closed by the server is dropped, never written to; at most
   `max_connections` calls at once over all hosts (callers beyond wait);
 - bodies delimited by content-length, chunked, or the end of the connection;
-  gzip and deflate decoded (the request offers them, as aiohttp's did);
+  gzip and deflate decoded on unary answers (the request offers them, as
+  aiohttp's did); a stream asks for no encoding (compression would hold
+  events back) and one sent encoded anyway is refused;
+- a stream holds its connection and its slot until it is read to its end
+  (the connection is then reused) or closed (then the connection is too); a
+  reader slower than the provider stops the reading from the socket, so at
+  most `STREAM_BUFFER_BYTES` and one read wait per stream;
 - bounded: the response body (`max_bytes`, also after decoding), the header
   block, the header count; a header name or value that could split the
   request is refused before anything is sent;
 - any failure closes that connection; it is never reused half-read.
 
-Failures are raised as `RefusedRequest` (nothing sent), `UnaryConnectError`
+Failures are raised as `RefusedRequest` (nothing sent), `UpstreamConnectError`
 (nothing reached the provider), `TimeoutError` (the connect timeout, or the
-call's deadline: `post(within=…)`),
+call's deadline: `post(within=…)`, a stream's `expire_at`),
 `ConnectionError` (closed mid-answer), `ResponseTooLarge` and `BadResponse`;
 providers/http.py maps them to the gateway's errors, as it maps aiohttp's. A
 keep-alive connection the provider closes at the moment it is reused fails
@@ -41,7 +49,8 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -50,12 +59,15 @@ import httptools
 #: The header block of a response is read up to this size.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 256
+#: A stream's body read from the socket but not yet by its reader: past this,
+#: reading from the socket pauses until the reader catches up.
+STREAM_BUFFER_BYTES = 256 * 1024
 #: Parsed request targets kept (base URLs times documented paths: a handful).
 _MAX_TARGETS = 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-class UnaryConnectError(OSError):
+class UpstreamConnectError(OSError):
     """The provider could not be reached (refused, no route, DNS, TLS handshake)."""
 
 
@@ -72,11 +84,17 @@ class RefusedRequest(ValueError):
 
 
 @dataclass(slots=True)
-class UnaryReply:
+class UpstreamReply:
     status: int
     #: Lower-case names; a repeated header keeps its last value.
     headers: dict[str, str]
     body: bytes
+
+
+@dataclass(slots=True)
+class _Head:
+    status: int
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +159,15 @@ class _Connection(asyncio.Protocol):
         self.delimited = True  # by content-length or chunked (not by the connection's end)
         self.reusable = False
         self.idle_since = 0.0
+        #: A stream's state: its body pieces not read yet (and their size), whether
+        #: the body has ended, the failure that ended it, the reader waiting.
+        self.streaming = False
+        self.pieces: deque[bytes] = deque()
+        self.buffered = 0
+        self.ended = False
+        self.failure: BaseException | None = None
+        self.reader: asyncio.Future | None = None
+        self.reading_paused = False
 
     # -- asyncio -----------------------------------------------------------------------
 
@@ -149,6 +176,13 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.transport = None
+        if self.streaming and self.headers_done:
+            if not self.ended:
+                if not self.delimited and exc is None:
+                    self._end()  # a body that ends with the connection
+                else:
+                    self._fail(ConnectionResetError("the provider closed the connection"))
+            return
         if self.waiter is None or self.waiter.done():
             return
         if self.headers_done and not self.delimited and exc is None:
@@ -157,7 +191,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionResetError("the provider closed the connection"))
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None or self.waiter.done():
+        if not self.streaming and (self.waiter is None or self.waiter.done()):
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         try:
@@ -183,17 +217,37 @@ class _Connection(asyncio.Protocol):
         length = self.headers.get("content-length")
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self.delimited = length is not None or chunked
+        if self.streaming:
+            status = self.parser.get_status_code()
+            if status < 200:
+                raise BadResponse(f"unexpected interim answer {status}")
+            if self.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                raise BadResponse("the stream is encoded, though the request asked for none")
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(_Head(status, self.headers))
+            return
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             raise ResponseTooLarge("declared larger than the bound")
 
     def on_body(self, body: bytes) -> None:
+        if self.streaming:
+            self.pieces.append(body)
+            self.buffered += len(body)
+            if self.buffered > STREAM_BUFFER_BYTES and not self.reading_paused:
+                self.reading_paused = True
+                self.transport.pause_reading()
+            self._wake()
+            return
         self.size += len(body)
         if self.size > self.max_bytes:
             raise ResponseTooLarge("larger than the bound")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self._finish()
+        if self.streaming:
+            self._end()
+        else:
+            self._finish()
 
     # -- the exchange ------------------------------------------------------------------
 
@@ -211,19 +265,73 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = (self.delimited and self.transport is not None
                          and self.parser.should_keep_alive())
-        self.waiter.set_result(UnaryReply(status, self.headers, body))
+        self.waiter.set_result(UpstreamReply(status, self.headers, body))
 
     def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
+        if self.streaming and not self.ended:
+            self.failure = exc
+            self._wake()
         self.close()
 
     def expire(self) -> None:
-        """The call's deadline passed: the exchange in progress fails (TimeoutError)."""
-        if self.waiter is not None and not self.waiter.done():
+        """The call's deadline passed: the exchange in progress fails (TimeoutError),
+        or the stream's next read does."""
+        if self.streaming:
+            self._fail(TimeoutError())
+        elif self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(TimeoutError())
 
-    async def exchange(self, request: bytes, max_bytes: int) -> UnaryReply:
+    # -- a stream ----------------------------------------------------------------------
+
+    def _end(self) -> None:
+        self.ended = True
+        self.reusable = (self.delimited and self.transport is not None
+                         and self.parser.should_keep_alive())
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+    async def open_stream(self, request: bytes) -> _Head:
+        """Send the request; the answer's head once it is in (its body: `read`)."""
+        self.streaming, self.ended, self.failure = True, False, None
+        self.pieces.clear()
+        self.buffered = 0
+        self.headers, self.headers_done, self.reusable = {}, False, False
+        self.header_bytes = 0
+        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    async def read(self) -> bytes:
+        """The body's next piece as it came off the socket; b"" once it has ended."""
+        while True:
+            if self.pieces:
+                piece = self.pieces.popleft()
+                self.buffered -= len(piece)
+                if self.reading_paused and self.buffered <= STREAM_BUFFER_BYTES // 2:
+                    self.reading_paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+                return piece
+            if self.failure is not None:
+                raise self.failure
+            if self.ended:
+                return b""
+            self.reader = asyncio.get_running_loop().create_future()
+            try:
+                await self.reader
+            finally:
+                self.reader = None
+
+    async def exchange(self, request: bytes, max_bytes: int) -> UpstreamReply:
         self.max_bytes, self.size, self.header_bytes = max_bytes, 0, 0
         self.headers, self.body, self.headers_done, self.reusable = {}, [], False, False
         self.waiter = asyncio.get_running_loop().create_future()
@@ -242,6 +350,63 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self.transport is not None:
             self.transport.close()
+
+    def reset(self) -> None:
+        """Back to unary use, once a stream read to its end is checked in."""
+        self.streaming = False
+        self.pieces.clear()
+        self.buffered = 0
+
+
+class UpstreamStream:
+    """An answer being streamed: `status` and `headers` at once, then the body
+    piece by piece (`read`). Holds its connection and a slot of the pool until
+    `close`, which every reader must call (a `finally`): a stream read to its end
+    gives its connection back for reuse, any other is closed, so the provider
+    stops generating."""
+
+    __slots__ = ("status", "headers", "_connection", "_done", "_timer")
+
+    def __init__(self, head: _Head, connection: _Connection,
+                 done: Callable[[_Connection, bool], None], timer: asyncio.TimerHandle):
+        self.status = head.status
+        #: Lower-case names; a repeated header keeps its last value.
+        self.headers = head.headers
+        self._connection = connection
+        self._done: Callable[[_Connection, bool], None] | None = done
+        self._timer = timer
+
+    async def read(self) -> bytes:
+        """The next piece of the body (b"" at its end). Raises TimeoutError once the
+        deadline passed, ConnectionError if the provider hung up midway,
+        BadResponse on a malformed body."""
+        return await self._connection.read()
+
+    async def read_upto(self, limit: int) -> bytes:
+        """The body's start, up to `limit` bytes (an error answer's message)."""
+        parts, size = [], 0
+        while size < limit:
+            piece = await self.read()
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts)[:limit]
+
+    def expire_at(self, when: float) -> None:
+        """Move the stream's deadline to `when` (the event loop's clock)."""
+        self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._connection.expire)
+
+    def close(self) -> None:
+        """Done with the stream (idempotent): see the class."""
+        if self._done is None:
+            return
+        self._timer.cancel()
+        done, self._done = self._done, None
+        connection = self._connection
+        done(connection, connection.ended and connection.failure is None
+             and connection.reusable and not connection.pieces)
 
 
 def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -263,7 +428,7 @@ def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
     raise BadResponse(f"the {encoding} body does not decode")
 
 
-class UnaryClient:
+class UpstreamClient:
     """POSTs one body and reads one answer, over keep-alive connections."""
 
     def __init__(self, *, max_connections: int = 1000, idle_seconds: float = 15.0,
@@ -275,7 +440,7 @@ class UnaryClient:
         self._targets: dict[str, _Target] = {}
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
-                   connect_timeout: float, max_bytes: int, within: float) -> UnaryReply:
+                   connect_timeout: float, max_bytes: int, within: float) -> UpstreamReply:
         """POST `body`, read the answer. `within` (seconds) bounds the whole call (the wait
         for a free connection, the connect, the answer): TimeoutError past it.
 
@@ -283,20 +448,12 @@ class UnaryClient:
         not an `asyncio.timeout` (≈ 3x the cost, once per provider call)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) >= _MAX_TARGETS:
-                self._targets.clear()
-            target = self._targets[url] = _target(url)
+        target = self._target_of(url)
         request = b"".join((
             target.head, _header_lines(headers),
             b"accept-encoding: gzip, deflate\r\ncontent-length: %d\r\n\r\n" % len(body), body,
         ))
-        if self._slots.locked():  # every connection busy: wait, within the deadline
-            async with asyncio.timeout_at(deadline):
-                await self._slots.acquire()
-        else:
-            await self._slots.acquire()  # free: returns at once
+        await self._slot(deadline)
         try:
             connection = self._checkout(target.origin) or await self._connect(
                 target, min(connect_timeout, deadline - loop.time()))
@@ -315,6 +472,60 @@ class UnaryClient:
             return reply
         finally:
             self._slots.release()
+
+    async def stream(self, url: str, body: bytes, headers: Mapping[str, str], *,
+                     connect_timeout: float, head_by: float) -> UpstreamStream:
+        """POST `body`; the answer as an UpstreamStream once its head is in. `head_by`
+        (the event loop's clock) bounds the wait for a free connection, the connect
+        and the head, and then the stream, until moved (`expire_at`): TimeoutError
+        past it, from here or from a read."""
+        loop = asyncio.get_running_loop()
+        target = self._target_of(url)
+        request = b"".join((
+            target.head, _header_lines(headers),
+            b"accept-encoding: identity\r\ncontent-length: %d\r\n\r\n" % len(body), body,
+        ))
+        await self._slot(head_by)
+        try:
+            connection = self._checkout(target.origin) or await self._connect(
+                target, min(connect_timeout, head_by - loop.time()))
+        except BaseException:
+            self._slots.release()
+            raise
+        timer = loop.call_at(head_by, connection.expire)
+        try:
+            head = await connection.open_stream(request)
+        except BaseException:
+            timer.cancel()
+            connection.close()  # never reused half-read
+            self._slots.release()
+            raise
+        origin = target.origin
+
+        def done(used: _Connection, reusable: bool) -> None:
+            if reusable:
+                used.reset()
+                self._checkin(origin, used)
+            else:
+                used.close()
+            self._slots.release()
+
+        return UpstreamStream(head, connection, done, timer)
+
+    def _target_of(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = _target(url)
+        return target
+
+    async def _slot(self, deadline: float) -> None:
+        if self._slots.locked():  # every connection busy: wait, within the deadline
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # free: returns at once
 
     def _checkin(self, origin: tuple[str, str, int], connection: _Connection) -> None:
         now = time.monotonic()
@@ -351,7 +562,7 @@ class UnaryClient:
         except TimeoutError:  # an OSError too: raised as it is
             raise
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
-            raise UnaryConnectError(f"cannot reach {target.host}:{target.port}: {exc}") from exc
+            raise UpstreamConnectError(f"cannot reach {target.host}:{target.port}: {exc}") from exc
         return connection
 
     def idle_connections(self) -> list[_Connection]:

@@ -1,8 +1,8 @@
-"""The router's lean client for unary provider calls (lockgate/unary_client.py),
-against real local servers that answer exactly the bytes each test scripts:
-framing (content-length, chunked, the connection's end), decoding, bounds,
-keep-alive reuse and its limits, failures, TLS, and how UpstreamHTTP maps
-each failure."""
+"""The router's lean client for provider calls (lockgate/upstream_client.py),
+unary and streamed, against real local servers that answer exactly the bytes
+each test scripts: framing (content-length, chunked, the connection's end),
+decoding, bounds, keep-alive reuse and its limits, failures, deadlines, a
+stream's back-pressure, TLS, and how UpstreamHTTP maps each failure."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lockgate.errors import RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from lockgate.unary_client import (
+from lockgate.upstream_client import (
+    STREAM_BUFFER_BYTES,
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
-    UnaryClient,
-    UnaryConnectError,
+    UpstreamClient,
+    UpstreamConnectError,
 )
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import UpstreamHTTP
@@ -109,12 +110,12 @@ class ScriptedServer:
 
 @pytest.fixture
 async def client():
-    c = UnaryClient(max_connections=8)
+    c = UpstreamClient(max_connections=8)
     yield c
     c.close()
 
 
-async def post(client: UnaryClient, url: str, body: bytes = b'{"q":1}', within: float = 5,
+async def post(client: UpstreamClient, url: str, body: bytes = b'{"q":1}', within: float = 5,
                **headers: str):
     return await client.post(url, body, {"content-type": "application/json", **headers},
                               connect_timeout=1, max_bytes=MAX, within=within)
@@ -175,7 +176,7 @@ async def test_an_unknown_encoding_is_refused(client):
 
 
 async def test_bounds_on_declared_streamed_and_decoded_sizes():
-    small = UnaryClient(max_connections=2)
+    small = UpstreamClient(max_connections=2)
     bomb = gzip.compress(b"0" * 100_000)
     chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"400\r\n" + b"y" * 1024
     async with ScriptedServer([reply(b"z" * 2000), ("close", chunked),
@@ -197,7 +198,7 @@ async def test_a_header_that_could_split_the_request_is_refused_before_connectin
         with pytest.raises(RefusedRequest, match="ISO-8859-1"):
             await post(client, server.url, **{"x-name": "Zoë ☃"})
         with pytest.raises(UpstreamError, match="not sent"):
-            await UpstreamHTTP("p", None, unary=client).post_json(  # type: ignore[arg-type]
+            await UpstreamHTTP("p", upstream=client).post_json(
                 server.url, {}, {"x-evil": "a\nb"}, TIMEOUTS)
     assert server.connections == 0
 
@@ -211,7 +212,7 @@ async def test_only_http_and_https(client):
 
 
 async def test_connections_are_reused_and_bounded():
-    bounded = UnaryClient(max_connections=2)
+    bounded = UpstreamClient(max_connections=2)
     async with ScriptedServer([reply(b"{}")] * 10) as server:
         await asyncio.gather(*(post(bounded, server.url) for _ in range(10)))
     assert server.most_open <= 2 and server.connections <= 2
@@ -227,7 +228,7 @@ async def test_connection_close_is_honoured(client):
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_used():
-    client = UnaryClient(max_connections=2)
+    client = UpstreamClient(max_connections=2)
     async with ScriptedServer([("close", reply(b"{}")), reply(b'{"second":1}')]) as server:
         await post(client, server.url)
         await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
@@ -237,7 +238,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used():
 
 
 async def test_the_oldest_idle_connection_is_closed_once_idle_too_long():
-    client = UnaryClient(max_connections=4, idle_seconds=0.2)
+    client = UpstreamClient(max_connections=4, idle_seconds=0.2)
     async with ScriptedServer([reply(b"{}")] * 12) as server:
         await asyncio.gather(*(post(client, server.url) for _ in range(2)))  # two connections
         assert server.open_now == 2
@@ -249,7 +250,7 @@ async def test_the_oldest_idle_connection_is_closed_once_idle_too_long():
 
 
 async def test_a_connection_idle_too_long_is_dropped():
-    client = UnaryClient(max_connections=2, idle_seconds=0.05)
+    client = UpstreamClient(max_connections=2, idle_seconds=0.05)
     async with ScriptedServer([reply(b"{}"), reply(b"{}")]) as server:
         await post(client, server.url)
         await asyncio.sleep(0.1)
@@ -261,14 +262,14 @@ async def test_a_connection_idle_too_long_is_dropped():
 # -- failures, mapped as UpstreamHTTP maps them ------------------------------------------------
 
 
-def upstream(client: UnaryClient) -> UpstreamHTTP:
-    return UpstreamHTTP("p", None, unary=client)  # type: ignore[arg-type] - no streams here
+def upstream(client: UpstreamClient) -> UpstreamHTTP:
+    return UpstreamHTTP("p", upstream=client)
 
 
 async def test_refused_is_unreachable(client):
     async with ScriptedServer([]) as server:
         url = server.url
-    with pytest.raises(UnaryConnectError):
+    with pytest.raises(UpstreamConnectError):
         await post(client, url)
     with pytest.raises(UpstreamUnavailable, match="unreachable"):
         await upstream(client).post_json(url, {}, {}, TIMEOUTS)
@@ -313,7 +314,7 @@ async def test_the_deadline_bounds_the_answer_and_its_timer_goes_with_the_call(c
 
 
 async def test_the_deadline_bounds_the_wait_for_a_free_connection():
-    client = UnaryClient(max_connections=1)
+    client = UpstreamClient(max_connections=1)
     async with ScriptedServer(["hang"]) as server:
         busy = asyncio.create_task(post(client, server.url, within=1.0))
         await asyncio.sleep(0.05)
@@ -335,6 +336,116 @@ async def test_an_error_status_keeps_its_retry_after(client):
         with pytest.raises(RateLimited) as err:
             await upstream(client).post_json(server.url, {}, {}, TIMEOUTS)
     assert err.value.retry_after == 1.5 and "slow down" in str(err.value)
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def open_stream(client: UpstreamClient, url: str, within: float = 5):
+    loop = asyncio.get_running_loop()
+    return await client.stream(url, b'{"stream":true}', {"content-type": "application/json"},
+                               connect_timeout=1, head_by=loop.time() + within)
+
+
+async def read_all(stream) -> bytes:
+    parts = []
+    while piece := await stream.read():
+        parts.append(piece)
+    return b"".join(parts)
+
+
+async def test_a_stream_read_to_its_end_gives_its_connection_back(client):
+    body = SSE_HEAD + chunk(b"data: 1\n\n") + chunk(b"data: 2\n\n") + b"0\r\n\r\n"
+    async with ScriptedServer([body, reply(b'{"ok":1}')]) as server:
+        stream = await open_stream(client, server.url)
+        assert stream.status == 200 and stream.headers["content-type"] == "text/event-stream"
+        assert await read_all(stream) == b"data: 1\n\ndata: 2\n\n"
+        assert await stream.read() == b""  # and stays ended
+        stream.close()
+        stream.close()  # idempotent
+        assert len(client.idle_connections()) == 1
+        assert (await post(client, server.url)).body == b'{"ok":1}'  # unary, same connection
+    assert server.connections == 1
+    assert b"accept-encoding: identity" in server.requests[0]
+
+
+async def test_a_stream_left_midway_is_closed_and_frees_its_slot():
+    client = UpstreamClient(max_connections=1)
+    unfinished = SSE_HEAD + chunk(b"data: 1\n\n")
+    async with ScriptedServer([unfinished, unfinished]) as server:
+        for _ in range(2):  # one slot: the second stream gets it only if the first gave it back
+            stream = await open_stream(client, server.url, within=1)
+            assert await stream.read() == b"data: 1\n\n"
+            stream.close()
+            assert client.idle_connections() == []
+    assert server.connections == 2
+    client.close()
+
+
+async def test_head_by_bounds_the_head_and_then_the_stream_until_moved(client):
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer(["hang", SSE_HEAD + chunk(b"data: 1\n\n")]) as server:
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await open_stream(client, server.url, within=0.2)  # no head
+        assert loop.time() - started < 1.0
+        stream = await open_stream(client, server.url, within=0.3)
+        assert await stream.read() == b"data: 1\n\n"
+        stream.expire_at(loop.time() + 0.2)  # moved: the provider then goes silent
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await stream.read()
+        assert 0.1 < loop.time() - started < 1.0
+        stream.close()
+    assert client.idle_connections() == []
+    assert not [t for t in loop._scheduled if not t.cancelled() and "expire" in repr(t)]  # noqa: SLF001
+
+
+async def test_a_stream_the_provider_cuts_fails_its_reader(client):
+    async with ScriptedServer([("close", SSE_HEAD + chunk(b"data: 1\n\n"))]) as server:
+        stream = await open_stream(client, server.url)
+        assert await stream.read() == b"data: 1\n\n"
+        with pytest.raises(ConnectionResetError):
+            await stream.read()
+        stream.close()
+
+
+async def test_a_stream_that_ends_with_the_connection_ends_cleanly(client):
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"
+    async with ScriptedServer([("close", head + b"data: 1\n\n")]) as server:
+        stream = await open_stream(client, server.url)
+        assert await read_all(stream) == b"data: 1\n\n"
+        stream.close()
+    assert client.idle_connections() == []  # not delimited: never reused
+
+
+async def test_an_encoded_stream_is_refused(client):
+    head = SSE_HEAD.replace(b"\r\n\r\n", b"\r\ncontent-encoding: gzip\r\n\r\n")
+    async with ScriptedServer([head + chunk(b"x")]) as server:
+        with pytest.raises(BadResponse, match="encoded"):
+            await open_stream(client, server.url)
+    assert client.idle_connections() == [] and not client._slots.locked()
+
+
+async def test_a_reader_slower_than_the_provider_pauses_the_socket(client):
+    piece = b"data: " + b"x" * 16_000 + b"\n\n"
+    body = SSE_HEAD + chunk(piece) * 128 + b"0\r\n\r\n"  # ~2 MB, at once
+    async with ScriptedServer([body]) as server:
+        stream = await open_stream(client, server.url)
+        await asyncio.sleep(0.3)  # the provider sends all it can; nobody reads
+        connection = stream._connection  # noqa: SLF001 - the buffer is what is under test
+        assert connection.reading_paused
+        # Bounded: the buffer stops growing one socket read past its limit.
+        assert connection.buffered <= STREAM_BUFFER_BYTES + 256 * 1024
+        assert await read_all(stream) == piece * 128  # nothing lost once read
+        stream.close()
+    assert len(client.idle_connections()) == 1
 
 
 # -- TLS ---------------------------------------------------------------------------------------
@@ -373,15 +484,15 @@ async def test_https_verifies_the_provider_and_reuses_the_connection(tmp_path):
     port = server.sockets[0].getsockname()[1]
     url = f"https://localhost:{port}/v1/chat/completions"
     try:
-        trusting = UnaryClient(ssl_context=ssl.create_default_context(cafile=cert))
+        trusting = UpstreamClient(ssl_context=ssl.create_default_context(cafile=cert))
         assert (await post(trusting, url)).body == b'{"tls":1}'
         assert (await post(trusting, url)).body == b'{"tls":2}'
         assert served.connections == 1
         assert f"host: localhost:{port}\r\n".encode() in served.requests[0]
         trusting.close()
         # The system's CAs do not know this certificate: no call is made.
-        default = UnaryClient()
-        with pytest.raises(UnaryConnectError, match="certificate"):
+        default = UpstreamClient()
+        with pytest.raises(UpstreamConnectError, match="certificate"):
             await post(default, url)
         default.close()
     finally:
