@@ -5,8 +5,9 @@ much is Lockgate's own.
 
 Why it is measured: S2's 1,000 paced streams make 50,000 chunks a second, which
 the client and the simulator alone bring close to saturating two cores
-(docs/performance.md, "The proxy floor"); whatever CPU a proxy adds then delays
-every stream's first token. A relay through Envoy alone shows that floor.
+(docs/performance.md, "Streams without aiohttp, and S2's proxy floor");
+whatever CPU a proxy adds then delays every stream's first token. A relay
+through Envoy alone shows that floor.
 
 It is configured as the stack's Envoy is for the router's HTTP/1.1 route (the
 same per-connection buffer limit, stream idle timeout, connection limits and
