@@ -270,8 +270,8 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
-        if self.streaming and not self.ended:
-            self.failure = exc
+        if self.streaming and not self.ended and self.failure is None:
+            self.failure = exc  # the first: the deadline, not the hang-up that follows
             self._wake()
         self.close()
 
@@ -300,15 +300,7 @@ class _Connection(asyncio.Protocol):
         self.streaming, self.ended, self.failure = True, False, None
         self.pieces.clear()
         self.buffered = 0
-        self.headers, self.headers_done, self.reusable = {}, False, False
-        self.header_bytes = 0
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(request)
-        try:
-            return await self.waiter
-        finally:
-            self.waiter = None
+        return await self._send(request)
 
     async def read(self) -> bytes:
         """The body's next piece as it came off the socket; b"" once it has ended."""
@@ -332,8 +324,13 @@ class _Connection(asyncio.Protocol):
                 self.reader = None
 
     async def exchange(self, request: bytes, max_bytes: int) -> UpstreamReply:
-        self.max_bytes, self.size, self.header_bytes = max_bytes, 0, 0
-        self.headers, self.body, self.headers_done, self.reusable = {}, [], False, False
+        self.max_bytes, self.size, self.body = max_bytes, 0, []
+        return await self._send(request)
+
+    async def _send(self, request: bytes):
+        """Write a request; what the answer resolves the waiter with (the whole
+        answer, or a stream's head)."""
+        self.headers, self.headers_done, self.reusable, self.header_bytes = {}, False, False, 0
         self.waiter = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)
@@ -448,15 +445,9 @@ class UpstreamClient:
         not an `asyncio.timeout` (≈ 3x the cost, once per provider call)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        target = self._target_of(url)
-        request = b"".join((
-            target.head, _header_lines(headers),
-            b"accept-encoding: gzip, deflate\r\ncontent-length: %d\r\n\r\n" % len(body), body,
-        ))
-        await self._slot(deadline)
+        target, request = self._request(url, headers, body, b"gzip, deflate")
+        connection = await self._connection(target, connect_timeout, deadline)
         try:
-            connection = self._checkout(target.origin) or await self._connect(
-                target, min(connect_timeout, deadline - loop.time()))
             expiry = loop.call_at(deadline, connection.expire)
             try:
                 reply = await connection.exchange(request, max_bytes)
@@ -480,18 +471,8 @@ class UpstreamClient:
         and the head, and then the stream, until moved (`expire_at`): TimeoutError
         past it, from here or from a read."""
         loop = asyncio.get_running_loop()
-        target = self._target_of(url)
-        request = b"".join((
-            target.head, _header_lines(headers),
-            b"accept-encoding: identity\r\ncontent-length: %d\r\n\r\n" % len(body), body,
-        ))
-        await self._slot(head_by)
-        try:
-            connection = self._checkout(target.origin) or await self._connect(
-                target, min(connect_timeout, head_by - loop.time()))
-        except BaseException:
-            self._slots.release()
-            raise
+        target, request = self._request(url, headers, body, b"identity")
+        connection = await self._connection(target, connect_timeout, head_by)
         timer = loop.call_at(head_by, connection.expire)
         try:
             head = await connection.open_stream(request)
@@ -512,20 +493,35 @@ class UpstreamClient:
 
         return UpstreamStream(head, connection, done, timer)
 
-    def _target_of(self, url: str) -> _Target:
+    def _request(self, url: str, headers: Mapping[str, str], body: bytes,
+                 accept_encoding: bytes) -> tuple[_Target, bytes]:
+        """The request's target and bytes (RefusedRequest before anything is sent)."""
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             target = self._targets[url] = _target(url)
-        return target
+        return target, b"".join((
+            target.head, _header_lines(headers),
+            b"accept-encoding: %s\r\ncontent-length: %d\r\n\r\n" % (accept_encoding, len(body)),
+            body,
+        ))
 
-    async def _slot(self, deadline: float) -> None:
+    async def _connection(self, target: _Target, connect_timeout: float,
+                          deadline: float) -> _Connection:
+        """A slot of the pool and a connection to `target`, by `deadline` (the event
+        loop's clock); the caller gives the slot back when the call is over."""
         if self._slots.locked():  # every connection busy: wait, within the deadline
             async with asyncio.timeout_at(deadline):
                 await self._slots.acquire()
         else:
             await self._slots.acquire()  # free: returns at once
+        try:
+            return self._checkout(target.origin) or await self._connect(
+                target, min(connect_timeout, deadline - asyncio.get_running_loop().time()))
+        except BaseException:
+            self._slots.release()
+            raise
 
     def _checkin(self, origin: tuple[str, str, int], connection: _Connection) -> None:
         now = time.monotonic()

@@ -407,6 +407,18 @@ async def test_head_by_bounds_the_head_and_then_the_stream_until_moved(client):
     assert not [t for t in loop._scheduled if not t.cancelled() and "expire" in repr(t)]  # noqa: SLF001
 
 
+async def test_a_deadline_missed_while_the_reader_was_away_is_still_a_timeout(client):
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer([SSE_HEAD + chunk(b"data: 1\n\n")]) as server:
+        stream = await open_stream(client, server.url)
+        stream.expire_at(loop.time() + 0.05)
+        await asyncio.sleep(0.3)  # expired, then the connection's close came back as lost
+        assert await stream.read() == b"data: 1\n\n"  # what had arrived is still read
+        with pytest.raises(TimeoutError):
+            await stream.read()
+        stream.close()
+
+
 async def test_a_stream_the_provider_cuts_fails_its_reader(client):
     async with ScriptedServer([("close", SSE_HEAD + chunk(b"data: 1\n\n"))]) as server:
         stream = await open_stream(client, server.url)

@@ -156,7 +156,8 @@ class UpstreamHTTP:
                     if not chunk:
                         break
             finally:
-                # Read to its end, the connection goes back to the pool; abandoned
+                # Read to its end (or left at the provider's last event, the body's
+                # end already in), the connection goes back to the pool; abandoned
                 # midway, it is closed so the provider stops generating.
                 stream.close()
         except LockgateError:
