@@ -24,7 +24,9 @@ What it does, and what it refuses:
   aiohttp's did); a stream asks for no encoding (compression would hold
   events back) and one sent encoded anyway is refused;
 - a stream holds its connection and its slot until it is read to its end
-  (the connection is then reused) or closed (then the connection is too); a
+  (the connection is then reused) or closed (then the connection is too; a
+  reader that closes it at the provider's last event lets the body's end
+  come in first, within `DRAIN_SECONDS`, so that the connection is kept); a
   reader slower than the provider stops the reading from the socket, so at
   most `STREAM_BUFFER_BYTES` and one read wait per stream;
 - bounded: the response body (`max_bytes`, also after decoding), the header
@@ -62,6 +64,11 @@ MAX_HEADERS = 256
 #: A stream's body read from the socket but not yet by its reader: past this,
 #: reading from the socket pauses until the reader catches up.
 STREAM_BUFFER_BYTES = 256 * 1024
+#: A stream closed at the provider's last event, before the end of its body (the
+#: chunked encoding's last bytes, often in a later packet), waits this long and
+#: reads at most DRAIN_BYTES for it, so that its connection can be reused.
+DRAIN_SECONDS = 0.5
+DRAIN_BYTES = 64 * 1024
 #: Parsed request targets kept (base URLs times documented paths: a handful).
 _MAX_TARGETS = 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -168,6 +175,10 @@ class _Connection(asyncio.Protocol):
         self.failure: BaseException | None = None
         self.reader: asyncio.Future | None = None
         self.reading_paused = False
+        #: Set while a closed stream waits for its body's end: called with whether
+        #: the connection can be reused.
+        self.draining: Callable[[bool], None] | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio -----------------------------------------------------------------------
 
@@ -230,6 +241,11 @@ class _Connection(asyncio.Protocol):
             raise ResponseTooLarge("declared larger than the bound")
 
     def on_body(self, body: bytes) -> None:
+        if self.draining is not None:  # nobody reads it: only its size counts
+            self.buffered += len(body)
+            if self.buffered > DRAIN_BYTES:
+                self._drained(False)
+            return
         if self.streaming:
             self.pieces.append(body)
             self.buffered += len(body)
@@ -274,6 +290,7 @@ class _Connection(asyncio.Protocol):
             self.failure = exc  # the first: the deadline, not the hang-up that follows
             self._wake()
         self.close()
+        self._drained(False)
 
     def expire(self) -> None:
         """The call's deadline passed: the exchange in progress fails (TimeoutError),
@@ -290,6 +307,24 @@ class _Connection(asyncio.Protocol):
         self.reusable = (self.delimited and self.transport is not None
                          and self.parser.should_keep_alive())
         self._wake()
+        self._drained(self.reusable)
+
+    def drain(self, then: Callable[[bool], None]) -> None:
+        """Wait for the body's end, throwing it away, within DRAIN_SECONDS and
+        DRAIN_BYTES; then `then(reusable)`."""
+        self.draining = then
+        self.buffered = 0
+        self.drain_timer = asyncio.get_running_loop().call_later(
+            DRAIN_SECONDS, self._drained, False)
+
+    def _drained(self, reusable: bool) -> None:
+        then, self.draining = self.draining, None
+        if then is None:
+            return
+        self.drain_timer.cancel()
+        if not reusable:
+            self.close()
+        then(reusable)
 
     def _wake(self) -> None:
         if self.reader is not None and not self.reader.done():
@@ -395,13 +430,19 @@ class UpstreamStream:
         self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_at(when, self._connection.expire)
 
-    def close(self) -> None:
-        """Done with the stream (idempotent): see the class."""
+    def close(self, *, at_last_event: bool = False) -> None:
+        """Done with the stream (idempotent): see the class. `at_last_event`: the
+        reader stopped at the provider's last event, so what may be left of the
+        body is its end, worth a moment's wait to keep the connection."""
         if self._done is None:
             return
         self._timer.cancel()
         done, self._done = self._done, None
         connection = self._connection
+        if (at_last_event and not connection.ended and connection.failure is None
+                and connection.transport is not None and not connection.pieces):
+            connection.drain(lambda reusable: done(connection, reusable))
+            return
         done(connection, connection.ended and connection.failure is None
              and connection.reusable and not connection.pieces)
 

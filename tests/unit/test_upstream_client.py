@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from lockgate import upstream_client
 from lockgate.errors import RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from lockgate.upstream_client import (
     STREAM_BUFFER_BYTES,
@@ -42,7 +43,8 @@ def reply(body: bytes, *, status: str = "200 OK", headers: tuple[str, ...] = ())
 
 class ScriptedServer:
     """Answers each request with the next scripted action: bytes to send (then
-    keep the connection), ("close", bytes) to send and close, or "hang"."""
+    keep the connection), a list of bytes and pauses (float seconds) between
+    them, ("close", bytes) to send and close, or "hang"."""
 
     def __init__(self, script: list):
         self.script = list(script)
@@ -99,6 +101,14 @@ class ScriptedServer:
                     await writer.drain()
                     writer.close()
                     return
+                if isinstance(action, list):  # bytes, and pauses (seconds) between them
+                    for part in action:
+                        if isinstance(part, float):
+                            await asyncio.sleep(part)
+                        else:
+                            writer.write(part)
+                            await writer.drain()
+                    continue
                 writer.write(action)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -386,6 +396,37 @@ async def test_a_stream_left_midway_is_closed_and_frees_its_slot():
             assert client.idle_connections() == []
     assert server.connections == 2
     client.close()
+
+
+async def test_a_stream_closed_at_its_last_event_waits_for_its_end_to_keep_the_connection(client):
+    done_event = SSE_HEAD + chunk(b"data: [DONE]\n\n")
+    async with ScriptedServer([[done_event, 0.05, b"0\r\n\r\n"], reply(b'{"ok":1}')]) as server:
+        stream = await open_stream(client, server.url)
+        assert await stream.read() == b"data: [DONE]\n\n"
+        stream.close(at_last_event=True)  # the body's end is 50 ms away
+        assert client._slots.locked() is False and client._slots._value == 7  # still held
+        await asyncio.sleep(0.2)
+        assert len(client.idle_connections()) == 1
+        assert (await post(client, server.url)).body == b'{"ok":1}'
+    assert server.connections == 1
+    assert client._slots._value == 8
+
+
+async def test_a_body_that_does_not_end_after_the_last_event_costs_its_connection(
+        client, monkeypatch):
+    monkeypatch.setattr(upstream_client, "DRAIN_SECONDS", 0.1)
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer([SSE_HEAD + chunk(b"data: [DONE]\n\n"),
+                               SSE_HEAD + chunk(b"data: [DONE]\n\n") + chunk(b"x" * 70_000)]
+                              ) as server:
+        for _ in range(2):  # silent after the last event, then too much after it
+            stream = await open_stream(client, server.url)
+            assert await stream.read() == b"data: [DONE]\n\n"
+            stream.close(at_last_event=True)
+            await asyncio.sleep(0.3)
+            assert client.idle_connections() == [] and client._slots._value == 8
+    assert server.connections == 2
+    assert not [t for t in loop._scheduled if not t.cancelled() and "drain" in repr(t)]  # noqa: SLF001
 
 
 async def test_head_by_bounds_the_head_and_then_the_stream_until_moved(client):

@@ -13,6 +13,7 @@ from lockgate.errors import InvalidRequest, RateLimited, UpstreamError, Upstream
 from lockgate.upstream_client import UpstreamClient
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import CLIENT_HEADERS, UpstreamHTTP, retry_after_seconds
+from services.router.providers.openai import is_done
 
 TIMEOUTS = TimeoutsConfig(connect=1, first_token=1, total=2)
 
@@ -50,6 +51,12 @@ async def server():
             await resp.prepare(request)
             await resp.write(b"data: 1\n\ndata: 2\n\ndata: 3")
             request.transport.close()
+            return resp
+        if kind == "done-then-end":  # the last event, then the body's end 50 ms later
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b"data: {}\n\ndata: [DONE]\n\n")
+            await asyncio.sleep(0.05)
             return resp
         if kind == "trickle":  # an event every 0.1 s, for 3 s
             resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -196,6 +203,18 @@ async def test_a_stream_left_midway_closes_its_connection_and_frees_its_slot(ser
             assert client.idle_connections() == []  # closed, not kept half-read
     finally:
         client.close()
+
+
+async def test_a_reader_that_stops_at_the_last_event_leaves_the_connection(server, client):
+    base, _ = server
+    http = UpstreamHTTP("p", upstream=client)
+    for _ in range(2):
+        async for event in http.post_sse(f"{base}/done-then-end", {}, {}, TIMEOUTS,
+                                         last_event=is_done):
+            if is_done(event):
+                break  # as the adapters do: the body's end is still on its way
+        await asyncio.sleep(0.2)
+        assert len(client.idle_connections()) == 1
 
 
 def test_retry_after_forms():

@@ -120,16 +120,20 @@ class UpstreamHTTP:
         return reply
 
     async def post_sse(
-        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig
+        self, url: str, payload: dict, headers: dict[str, str], timeouts: TimeoutsConfig,
+        last_event: Callable[[SSEEvent], bool] | None = None,
     ) -> AsyncIterator[SSEEvent]:
         """POST, then the server-sent events of the answer, each bounded in size.
+        `last_event` tells the provider's end-of-stream event: a reader that stops
+        there leaves the connection for the next call (lockgate/upstream_client.py,
+        `DRAIN_SECONDS`).
 
         The first event must arrive within `first_token`, the stream must end
         within `total`: one deadline on the stream, moved once, when the first
         event is in (a timer per read was a quarter of the router's event loop
         with a thousand streams: docs/performance.md, "Streams"). Closing the
-        generator closes the connection (a client that went away frees the
-        provider at once).
+        generator before the last event closes the connection (a client that
+        went away frees the provider at once).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
@@ -139,6 +143,7 @@ class UpstreamHTTP:
                 url, orjson.dumps(payload), self._with_forwarded(headers),
                 connect_timeout=timeouts.connect, head_by=first_by,
             )
+            at_last = False
             try:
                 if stream.status >= 300:
                     raise self._answer_error(
@@ -152,14 +157,15 @@ class UpstreamHTTP:
                         if waiting_first:
                             stream.expire_at(deadline)
                             waiting_first = False
+                        at_last = last_event is not None and last_event(event)
                         yield event
                     if not chunk:
                         break
             finally:
-                # Read to its end (or left at the provider's last event, the body's
-                # end already in), the connection goes back to the pool; abandoned
-                # midway, it is closed so the provider stops generating.
-                stream.close()
+                # Read to its end, or left at the provider's last event, the
+                # connection goes back to the pool; abandoned midway, it is closed
+                # so the provider stops generating.
+                stream.close(at_last_event=at_last)
         except LockgateError:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure is mapped

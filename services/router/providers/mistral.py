@@ -82,7 +82,7 @@ from services.router.providers.http import (
     retry_after_seconds,
     status_error,
 )
-from services.router.providers.openai import stream_chunks
+from services.router.providers.openai import is_done, stream_chunks
 
 _SAME = frozenset({
     "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
@@ -147,7 +147,7 @@ class MistralProvider:
         payload = chat_request(body, model, stream=True)
         headers = {**self.headers, "accept": "text/event-stream"}
         events = self.http.post_sse(
-            f"{self.base_url}/chat/completions", payload, headers, timeouts
+            f"{self.base_url}/chat/completions", payload, headers, timeouts, last_event=is_done
         )
         chunks = stream_chunks(self.name, events, _stream_error)
         usage_chunk: dict | None = None

@@ -54,7 +54,8 @@ class OpenAIProvider:
     ) -> AsyncIterator[dict]:
         payload = {**body, "model": model, "stream": True,
                    "stream_options": {"include_usage": True}}
-        events = self.http.post_sse(self.url("chat/completions", model), payload, self.headers, timeouts)
+        events = self.http.post_sse(self.url("chat/completions", model), payload, self.headers,
+                                    timeouts, last_event=is_done)
         return stream_chunks(self.name, events)
 
     async def embed(self, body: dict, model: str, timeouts: TimeoutsConfig) -> dict:
@@ -69,6 +70,11 @@ class OpenAIProvider:
 def _error_detail(chunk: dict) -> str | None:
     """An OpenAI error object's message ("" without one), or None for a chunk."""
     return error_message(chunk) if "error" in chunk else None
+
+
+def is_done(event: SSEEvent) -> bool:
+    """OpenAI's end-of-stream event, `data: [DONE]`."""
+    return event.data == b"[DONE]"
 
 
 async def stream_chunks(
@@ -86,7 +92,7 @@ async def stream_chunks(
     done = False
     try:
         async for event in events:
-            if event.data == b"[DONE]":
+            if is_done(event):
                 done = True
                 break
             try:

@@ -21,6 +21,7 @@ from services.router.providers.anthropic.request import to_anthropic
 from services.router.providers.anthropic.response import to_completion
 from services.router.providers.anthropic.stream import StreamTranslator
 from services.router.providers.http import UpstreamHTTP, api_key
+from services.router.providers.sse import SSEEvent
 
 DEFAULT_VERSION = "2023-06-01"
 
@@ -54,7 +55,8 @@ class AnthropicProvider:
         self, body: dict, model: str, timeouts: TimeoutsConfig
     ) -> AsyncIterator[dict]:
         payload = {**to_anthropic(body, model), "stream": True}
-        events = self.http.post_sse(self.url, payload, self.headers, timeouts)
+        events = self.http.post_sse(self.url, payload, self.headers, timeouts,
+                                    last_event=_is_message_stop)
         translator = StreamTranslator(self.name)
         try:
             async for event in events:
@@ -80,3 +82,8 @@ class AnthropicProvider:
         self, status: int, payload: object, text: str, headers: Any
     ) -> LockgateError | None:
         return anthropic_error(self.name, status, payload, text, headers)
+
+
+def _is_message_stop(event: SSEEvent) -> bool:
+    """Anthropic's end-of-stream event."""
+    return event.event == "message_stop"
