@@ -6,8 +6,10 @@ memory (RSS) of all Lockgate processes while the governed streams run.
 The simulator paces the streams (x-sim-chunk-count / x-sim-chunk-interval-ms,
 passed through the gateway by the bench config's forward_headers), so the
 load is many long-lived streams, as in production, not a burst of bytes.
-The client is one asyncio process with aiohttp; it reads every event, and
-the direct run shows what the client itself costs.
+The client is one uvloop process reading every event of every stream over its
+own connection, parsed by httptools, so that it costs a fraction of what an
+aiohttp client did (`client_cpu_cores` reports it: near 1.0 the client
+would bound its own measurement); the direct run shows what it costs.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import os
 import statistics
 import threading
 import time
+from urllib.parse import urlsplit
 
-import aiohttp
+import httptools
 import orjson
+import uvloop
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -27,50 +31,98 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _one(session: aiohttp.ClientSession, url: str, headers: dict, body: bytes,
-               chunks: int) -> tuple[float, bool]:
+class _Stream(asyncio.Protocol):
+    """One streamed chat completion over its own connection: the time to its first
+    content chunk, how many content chunks came, and whether `data: [DONE]` ended
+    it after a 200."""
+
+    def __init__(self, request: bytes, started: float):
+        self.request = request
+        self.started = started
+        self.parser = httptools.HttpResponseParser(self)
+        self.pending = b""
+        self.ttft: float | None = None
+        self.content = 0
+        self.done = False
+        self.ok = False
+        self.finished = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._finish()
+
+    def connection_lost(self, exc) -> None:
+        self._finish()
+
+    def on_headers_complete(self) -> None:
+        self.ok = self.parser.get_status_code() == 200
+
+    def on_body(self, body: bytes) -> None:
+        events = (self.pending + body).split(b"\n\n")
+        self.pending = events.pop()  # an event not complete yet
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: "):
+                    self._data(line[6:])
+
+    def _data(self, data: bytes) -> None:
+        if data == b"[DONE]":
+            self.done = True
+            return
+        choices = orjson.loads(data).get("choices") or ()
+        if choices and choices[0].get("delta", {}).get("content"):
+            if self.ttft is None:
+                self.ttft = time.perf_counter() - self.started
+            self.content += 1
+
+    def on_message_complete(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+        self.transport.close()
+
+
+async def _one(host: str, port: int, request: bytes, chunks: int) -> tuple[float, bool]:
     started = time.perf_counter()
-    ttft = None
-    content = 0
-    done = False
-    async with session.post(url, data=body, headers=headers) as resp:
-        if resp.status != 200:
-            await resp.read()
-            return 0.0, False
-        async for line in resp.content:
-            if not line.startswith(b"data: "):
-                continue
-            if line.startswith(b"data: [DONE]"):
-                done = True
-                break
-            chunk = orjson.loads(line[6:])
-            choices = chunk.get("choices") or ()
-            if choices and choices[0].get("delta", {}).get("content"):
-                if ttft is None:
-                    ttft = time.perf_counter() - started
-                content += 1
-    return (ttft or 0.0), done and content == chunks
+    _, stream = await asyncio.get_running_loop().create_connection(
+        lambda: _Stream(request, started), host, port)
+    await stream.finished
+    complete = stream.ok and stream.done and stream.content == chunks
+    return (stream.ttft or 0.0), complete
 
 
 async def run_streams(url: str, key: str | None, streams: int, chunks: int,
                       interval_ms: int) -> dict:
-    headers = {"content-type": "application/json", "x-sim-chunk-count": str(chunks),
-               "x-sim-chunk-interval-ms": str(interval_ms)}
+    parts = urlsplit(url)
+    headers = {"host": parts.netloc, "content-type": "application/json",
+               "x-sim-chunk-count": str(chunks), "x-sim-chunk-interval-ms": str(interval_ms),
+               "connection": "close"}
     if key:
         headers["authorization"] = f"Bearer {key}"
     body = orjson.dumps({"model": "demo", "stream": True, "messages": [
         {"role": "user", "content": "Stream a long answer for the benchmark, please."}]})
-    connector = aiohttp.TCPConnector(limit=streams)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(_one(session, url, headers, body, chunks) for _ in range(8)))
-        started, cpu_started = time.perf_counter(), time.process_time()
-        results = await asyncio.gather(
-            *(_one(session, url, headers, body, chunks) for _ in range(streams)),
-            return_exceptions=True,
-        )
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
+    request = b"".join((
+        f"POST {parts.path} HTTP/1.1\r\n".encode(),
+        *(f"{name}: {value}\r\n".encode() for name, value in headers.items()),
+        b"content-length: %d\r\n\r\n" % len(body), body,
+    ))
+
+    def one() -> asyncio.Future:
+        return asyncio.wait_for(_one(parts.hostname, parts.port, request, chunks), 120)
+
+    await asyncio.gather(*(one() for _ in range(8)))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    results = await asyncio.gather(*(one() for _ in range(streams)), return_exceptions=True)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     ok = [r for r in results if not isinstance(r, BaseException) and r[1]]
     ttfts = [r[0] * 1000 for r in ok]
     return {
@@ -78,7 +130,7 @@ async def run_streams(url: str, key: str | None, streams: int, chunks: int,
         "complete": len(ok),
         "wall_s": round(wall, 2),
         # The client's own CPU: near 1.0 core it would be the bottleneck of its
-        # measurement (one asyncio process, one core at most).
+        # measurement (one event loop, one core at most).
         "client_cpu_cores": round(cpu / wall, 2),
         "ttft_p50_ms": round(statistics.median(ttfts), 2) if ttfts else None,
         "ttft_p99_ms": round(_percentile(ttfts, 0.99), 2) if ttfts else None,
@@ -146,12 +198,12 @@ def compare(direct_url: str, governed_url: str, key: str, streams: int = 200,
     bench/proxy_floor.py) when given, then through the governed path, one after
     the other. `lockgate_pids`: the processes whose summed peak RSS is reported
     (name -> pid)."""
-    direct = asyncio.run(run_streams(direct_url, None, streams, chunks, interval_ms))
+    direct = uvloop.run(run_streams(direct_url, None, streams, chunks, interval_ms))
     floor = None
     if floor_url is not None:
-        floor = asyncio.run(run_streams(floor_url, None, streams, chunks, interval_ms))
+        floor = uvloop.run(run_streams(floor_url, None, streams, chunks, interval_ms))
     with PeakRss(lockgate_pids or {}) as memory:
-        governed = asyncio.run(run_streams(governed_url, key, streams, chunks, interval_ms))
+        governed = uvloop.run(run_streams(governed_url, key, streams, chunks, interval_ms))
     if lockgate_pids:
         governed.update(memory.summary())
     row = {"chunks_per_stream": chunks, "chunk_interval_ms": interval_ms,

@@ -4,6 +4,7 @@ path adds, and the floor runs under the scheduling policy it is asked for."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -80,3 +81,46 @@ def test_added_is_the_difference_of_two_legs_or_nothing():
     assert streaming._added(governed, direct, "added_ttft") == {
         "added_ttft_p50_ms": 2.5, "added_ttft_p99_ms": 10.0}
     assert streaming._added(governed, {"ttft_p50_ms": None}, "added_ttft") == {}
+
+
+def _sse(*events: bytes) -> bytes:
+    body = b"".join(b"data: %s\n\n" % e for e in events)
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+CONTENT = b'{"choices":[{"delta":{"content":"hi"}}]}'
+ROLE = b'{"choices":[{"delta":{"role":"assistant"}}]}'
+
+
+@pytest.mark.parametrize(("answer", "complete"), [
+    (_sse(ROLE, CONTENT, CONTENT, b"[DONE]"), True),
+    (_sse(ROLE, CONTENT, b"[DONE]"), False),  # a chunk missing
+    (_sse(ROLE, CONTENT, CONTENT), False),  # no [DONE]
+    (b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\nno", False),
+    (_sse(ROLE, CONTENT)[:-10], False),  # cut short
+])
+async def test_a_stream_counts_only_when_every_chunk_and_done_came(answer, complete):
+    requests = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        requests.append(head + await reader.readexactly(length))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        row = await streaming.run_streams(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                          "k-1", streams=3, chunks=2, interval_ms=7)
+    finally:
+        server.close()
+    assert row["complete"] == (3 if complete else 0)
+    assert (row["ttft_p50_ms"] is not None) == complete
+    assert b"POST /v1/chat/completions HTTP/1.1\r\n" in requests[0]
+    assert b"authorization: Bearer k-1\r\n" in requests[0]
+    assert b"x-sim-chunk-count: 2\r\n" in requests[0]
+    assert b"x-sim-chunk-interval-ms: 7\r\n" in requests[0]
