@@ -9,7 +9,9 @@ the largest single part of it per unary call: in a client-only benchmark
 against the simulator it cost 84-120 µs of CPU per call, this 54-57
 (docs/performance.md). A stream's cost is per chunk: each piece read goes from
 the parser's callback to the reader's one awaited future, without aiohttp's
-buffers in between ("Streams without aiohttp" there).
+buffers in between ("Streams without aiohttp" there). This module holds the
+pool, the requests and the connections' framing; what a stream's body becomes
+is lockgate/upstream_stream.py's, the errors lockgate/upstream_errors.py's.
 
 What it does, and what it refuses:
 - http and https only (TLS verified against the system's CAs, with SNI); the
@@ -26,9 +28,9 @@ What it does, and what it refuses:
 - a stream holds its connection and its slot until it is read to its end
   (the connection is then reused) or closed (then the connection is too; a
   reader that closes it at the provider's last event lets the body's end
-  come in first, within `DRAIN_SECONDS`, so that the connection is kept); a
-  reader slower than the provider stops the reading from the socket, so at
-  most `STREAM_BUFFER_BYTES` and one read wait per stream;
+  come in first, briefly, so that the connection is kept); a reader slower
+  than the provider stops the reading from the socket, so a stream's unread
+  body is bounded (upstream_stream.py);
 - bounded: the response body (`max_bytes`, also after decoding), the header
   block, the header count; a header name or value that could split the
   request is refused before anything is sent;
@@ -38,7 +40,7 @@ Failures are raised as `RefusedRequest` (nothing sent), `UpstreamConnectError`
 (nothing reached the provider), `TimeoutError` (the connect timeout, or the
 call's deadline: `post(within=…)`, a stream's `expire_at`),
 `ConnectionError` (closed mid-answer), `ResponseTooLarge` and `BadResponse`;
-providers/http.py maps them to the gateway's errors, as it maps aiohttp's. A
+providers/http.py maps them to the gateway's errors. A
 keep-alive connection the provider closes at the moment it is reused fails
 that call as closed (aiohttp does not retry a POST either); the router's
 retries and failover take it from there.
@@ -51,43 +53,31 @@ import re
 import ssl
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httptools
 
+from lockgate.upstream_errors import (
+    BadResponse,
+    RefusedRequest,
+    ResponseTooLarge,
+    UpstreamConnectError,
+)
+from lockgate.upstream_stream import StreamedAnswer, UpstreamStream
+
+__all__ = [
+    "BadResponse", "RefusedRequest", "ResponseTooLarge", "UpstreamClient",
+    "UpstreamConnectError", "UpstreamReply", "UpstreamStream",
+]
+
 #: The header block of a response is read up to this size.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 256
-#: A stream's body read from the socket but not yet by its reader: past this,
-#: reading from the socket pauses until the reader catches up.
-STREAM_BUFFER_BYTES = 256 * 1024
-#: A stream closed at the provider's last event, before the end of its body (the
-#: chunked encoding's last bytes, often in a later packet), waits this long and
-#: reads at most DRAIN_BYTES for it, so that its connection can be reused.
-DRAIN_SECONDS = 0.5
-DRAIN_BYTES = 64 * 1024
 #: Parsed request targets kept (base URLs times documented paths: a handful).
 _MAX_TARGETS = 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-class UpstreamConnectError(OSError):
-    """The provider could not be reached (refused, no route, DNS, TLS handshake)."""
-
-
-class ResponseTooLarge(Exception):
-    """The answer is larger than the caller's bound."""
-
-
-class BadResponse(Exception):
-    """The answer is not HTTP/1.1 this client can read."""
-
-
-class RefusedRequest(ValueError):
-    """The request was not sent: a URL or header this client will not put on the wire."""
 
 
 @dataclass(slots=True)
@@ -96,12 +86,6 @@ class UpstreamReply:
     #: Lower-case names; a repeated header keeps its last value.
     headers: dict[str, str]
     body: bytes
-
-
-@dataclass(slots=True)
-class _Head:
-    status: int
-    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,35 +134,62 @@ def _header_lines(headers: Mapping[str, str]) -> bytes:
         raise RefusedRequest("a header value is not ISO-8859-1 text") from None
 
 
+class _WholeAnswer:
+    """A unary answer, fed by the connection's parser callbacks: its body gathered
+    within `max_bytes`, decoded, then `reply` resolved."""
+
+    def __init__(self, max_bytes: int):
+        self.reply: asyncio.Future[UpstreamReply] = asyncio.get_running_loop().create_future()
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.parts: list[bytes] = []
+        self.status = 0
+        self.headers: dict[str, str] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.reply.done()
+
+    def headers_complete(self, status: int, headers: dict[str, str], declared: int | None) -> None:
+        self.status, self.headers = status, headers
+        if declared is not None and declared > self.max_bytes:
+            raise ResponseTooLarge("declared larger than the bound")
+
+    def body(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self.max_bytes:
+            raise ResponseTooLarge("larger than the bound")
+        self.parts.append(piece)
+
+    def end(self) -> None:
+        if self.reply.done():
+            return
+        if self.status < 200:
+            raise BadResponse(f"unexpected interim answer {self.status}")
+        body = _decoded(b"".join(self.parts), self.headers.get("content-encoding", ""),
+                        self.max_bytes)
+        self.reply.set_result(UpstreamReply(self.status, self.headers, body))
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: one exchange at a time."""
+    """One keep-alive connection: one exchange at a time. It parses the framing
+    (headers, body delimitation, keep-alive); the answer in progress, whole or
+    streamed, decides what the body becomes."""
 
     def __init__(self):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.max_bytes = 0
-        self.size = 0
+        self.answer: _WholeAnswer | StreamedAnswer | None = None
         self.header_bytes = 0
         self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
         self.headers_done = False
         self.delimited = True  # by content-length or chunked (not by the connection's end)
         self.reusable = False
         self.idle_since = 0.0
-        #: A stream's state: its body pieces not read yet (and their size), whether
-        #: the body has ended, the failure that ended it, the reader waiting.
-        self.streaming = False
-        self.pieces: deque[bytes] = deque()
-        self.buffered = 0
-        self.ended = False
-        self.failure: BaseException | None = None
-        self.reader: asyncio.Future | None = None
-        self.reading_paused = False
-        #: Set while a closed stream waits for its body's end: called with whether
-        #: the connection can be reused.
-        self.draining: Callable[[bool], None] | None = None
-        self.drain_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio -----------------------------------------------------------------------
 
@@ -187,22 +198,15 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.transport = None
-        if self.streaming and self.headers_done:
-            if not self.ended:
-                if not self.delimited and exc is None:
-                    self._end()  # a body that ends with the connection
-                else:
-                    self._fail(ConnectionResetError("the provider closed the connection"))
-            return
-        if self.waiter is None or self.waiter.done():
+        if self.answer is None or self.answer.finished:
             return
         if self.headers_done and not self.delimited and exc is None:
-            self._finish()  # a body that ends with the connection
+            self._ended()  # a body that ends with the connection
         else:
             self._fail(ConnectionResetError("the provider closed the connection"))
 
     def data_received(self, data: bytes) -> None:
-        if not self.streaming and (self.waiter is None or self.waiter.done()):
+        if self.answer is None or self.answer.finished:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         try:
@@ -228,151 +232,56 @@ class _Connection(asyncio.Protocol):
         length = self.headers.get("content-length")
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self.delimited = length is not None or chunked
-        if self.streaming:
-            status = self.parser.get_status_code()
-            if status < 200:
-                raise BadResponse(f"unexpected interim answer {status}")
-            if self.headers.get("content-encoding", "identity").strip().lower() != "identity":
-                raise BadResponse("the stream is encoded, though the request asked for none")
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(_Head(status, self.headers))
-            return
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            raise ResponseTooLarge("declared larger than the bound")
+        declared = int(length) if length is not None and length.isdigit() else None
+        self.answer.headers_complete(self.parser.get_status_code(), self.headers, declared)
 
     def on_body(self, body: bytes) -> None:
-        if self.draining is not None:  # nobody reads it: only its size counts
-            self.buffered += len(body)
-            if self.buffered > DRAIN_BYTES:
-                self._drained(False)
-            return
-        if self.streaming:
-            self.pieces.append(body)
-            self.buffered += len(body)
-            if self.buffered > STREAM_BUFFER_BYTES and not self.reading_paused:
-                self.reading_paused = True
-                self.transport.pause_reading()
-            self._wake()
-            return
-        self.size += len(body)
-        if self.size > self.max_bytes:
-            raise ResponseTooLarge("larger than the bound")
-        self.body.append(body)
+        self.answer.body(body)
 
     def on_message_complete(self) -> None:
-        if self.streaming:
-            self._end()
-        else:
-            self._finish()
+        self._ended()
 
     # -- the exchange ------------------------------------------------------------------
 
-    def _finish(self) -> None:
-        if self.waiter is None or self.waiter.done():
-            return
-        try:
-            status = self.parser.get_status_code()
-            if status < 200:
-                raise BadResponse(f"unexpected interim answer {status}")
-            body = _decoded(b"".join(self.body), self.headers.get("content-encoding", ""),
-                            self.max_bytes)
-        except (BadResponse, ResponseTooLarge) as exc:
-            self._fail(exc)
-            return
+    def _ended(self) -> None:
         self.reusable = (self.delimited and self.transport is not None
                          and self.parser.should_keep_alive())
-        self.waiter.set_result(UpstreamReply(status, self.headers, body))
+        try:
+            self.answer.end()
+        except (BadResponse, ResponseTooLarge) as exc:
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-        if self.streaming and not self.ended and self.failure is None:
-            self.failure = exc  # the first: the deadline, not the hang-up that follows
-            self._wake()
+        if self.answer is not None:
+            self.answer.fail(exc)
         self.close()
-        self._drained(False)
 
     def expire(self) -> None:
         """The call's deadline passed: the exchange in progress fails (TimeoutError),
         or the stream's next read does."""
-        if self.streaming:
+        if self.answer is not None and not self.answer.finished:
             self._fail(TimeoutError())
-        elif self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(TimeoutError())
 
-    # -- a stream ----------------------------------------------------------------------
-
-    def _end(self) -> None:
-        self.ended = True
-        self.reusable = (self.delimited and self.transport is not None
-                         and self.parser.should_keep_alive())
-        self._wake()
-        self._drained(self.reusable)
-
-    def drain(self, then: Callable[[bool], None]) -> None:
-        """Wait for the body's end, throwing it away, within DRAIN_SECONDS and
-        DRAIN_BYTES; then `then(reusable)`."""
-        self.draining = then
-        self.buffered = 0
-        self.drain_timer = asyncio.get_running_loop().call_later(
-            DRAIN_SECONDS, self._drained, False)
-
-    def _drained(self, reusable: bool) -> None:
-        then, self.draining = self.draining, None
-        if then is None:
-            return
-        self.drain_timer.cancel()
-        if not reusable:
-            self.close()
-        then(reusable)
-
-    def _wake(self) -> None:
-        if self.reader is not None and not self.reader.done():
-            self.reader.set_result(None)
-
-    async def open_stream(self, request: bytes) -> _Head:
-        """Send the request; the answer's head once it is in (its body: `read`)."""
-        self.streaming, self.ended, self.failure = True, False, None
-        self.pieces.clear()
-        self.buffered = 0
-        return await self._send(request)
-
-    async def read(self) -> bytes:
-        """The body's next piece as it came off the socket; b"" once it has ended."""
-        while True:
-            if self.pieces:
-                piece = self.pieces.popleft()
-                self.buffered -= len(piece)
-                if self.reading_paused and self.buffered <= STREAM_BUFFER_BYTES // 2:
-                    self.reading_paused = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
-                return piece
-            if self.failure is not None:
-                raise self.failure
-            if self.ended:
-                return b""
-            self.reader = asyncio.get_running_loop().create_future()
-            try:
-                await self.reader
-            finally:
-                self.reader = None
-
-    async def exchange(self, request: bytes, max_bytes: int) -> UpstreamReply:
-        self.max_bytes, self.size, self.body = max_bytes, 0, []
-        return await self._send(request)
-
-    async def _send(self, request: bytes):
-        """Write a request; what the answer resolves the waiter with (the whole
-        answer, or a stream's head)."""
+    def _send(self, request: bytes, answer: _WholeAnswer | StreamedAnswer) -> None:
         self.headers, self.headers_done, self.reusable, self.header_bytes = {}, False, False, 0
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.answer = answer
         assert self.transport is not None
         self.transport.write(request)
+
+    async def exchange(self, request: bytes, max_bytes: int) -> UpstreamReply:
+        answer = _WholeAnswer(max_bytes)
+        self._send(request, answer)
         try:
-            return await self.waiter
+            return await answer.reply
         finally:
-            self.waiter = None
+            self.answer = None
+
+    async def open_stream(self, request: bytes) -> StreamedAnswer:
+        """Send the request; the answer once its head is in (its body: `read`)."""
+        answer = StreamedAnswer(self)
+        self._send(request, answer)
+        await answer.head
+        return answer
 
     def usable(self, now: float, idle_seconds: float) -> bool:
         return (self.transport is not None and not self.transport.is_closing()
@@ -382,69 +291,6 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self.transport is not None:
             self.transport.close()
-
-    def reset(self) -> None:
-        """Back to unary use, once a stream read to its end is checked in."""
-        self.streaming = False
-        self.pieces.clear()
-        self.buffered = 0
-
-
-class UpstreamStream:
-    """An answer being streamed: `status` and `headers` at once, then the body
-    piece by piece (`read`). Holds its connection and a slot of the pool until
-    `close`, which every reader must call (a `finally`): a stream read to its end
-    gives its connection back for reuse, any other is closed, so the provider
-    stops generating."""
-
-    __slots__ = ("status", "headers", "_connection", "_done", "_timer")
-
-    def __init__(self, head: _Head, connection: _Connection,
-                 done: Callable[[_Connection, bool], None], timer: asyncio.TimerHandle):
-        self.status = head.status
-        #: Lower-case names; a repeated header keeps its last value.
-        self.headers = head.headers
-        self._connection = connection
-        self._done: Callable[[_Connection, bool], None] | None = done
-        self._timer = timer
-
-    async def read(self) -> bytes:
-        """The next piece of the body (b"" at its end). Raises TimeoutError once the
-        deadline passed, ConnectionError if the provider hung up midway,
-        BadResponse on a malformed body."""
-        return await self._connection.read()
-
-    async def read_upto(self, limit: int) -> bytes:
-        """The body's start, up to `limit` bytes (an error answer's message)."""
-        parts, size = [], 0
-        while size < limit:
-            piece = await self.read()
-            if not piece:
-                break
-            parts.append(piece)
-            size += len(piece)
-        return b"".join(parts)[:limit]
-
-    def expire_at(self, when: float) -> None:
-        """Move the stream's deadline to `when` (the event loop's clock)."""
-        self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._connection.expire)
-
-    def close(self, *, at_last_event: bool = False) -> None:
-        """Done with the stream (idempotent): see the class. `at_last_event`: the
-        reader stopped at the provider's last event, so what may be left of the
-        body is its end, worth a moment's wait to keep the connection."""
-        if self._done is None:
-            return
-        self._timer.cancel()
-        done, self._done = self._done, None
-        connection = self._connection
-        if (at_last_event and not connection.ended and connection.failure is None
-                and connection.transport is not None and not connection.pieces):
-            connection.drain(lambda reusable: done(connection, reusable))
-            return
-        done(connection, connection.ended and connection.failure is None
-             and connection.reusable and not connection.pieces)
 
 
 def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -516,7 +362,7 @@ class UpstreamClient:
         connection = await self._connection(target, connect_timeout, head_by)
         timer = loop.call_at(head_by, connection.expire)
         try:
-            head = await connection.open_stream(request)
+            answer = await connection.open_stream(request)
         except BaseException:
             timer.cancel()
             connection.close()  # never reused half-read
@@ -524,15 +370,14 @@ class UpstreamClient:
             raise
         origin = target.origin
 
-        def done(used: _Connection, reusable: bool) -> None:
+        def done(reusable: bool) -> None:
             if reusable:
-                used.reset()
-                self._checkin(origin, used)
+                self._checkin(origin, connection)
             else:
-                used.close()
+                connection.close()
             self._slots.release()
 
-        return UpstreamStream(head, connection, done, timer)
+        return UpstreamStream(answer, done, timer)
 
     def _request(self, url: str, headers: Mapping[str, str], body: bytes,
                  accept_encoding: bytes) -> tuple[_Target, bytes]:
@@ -565,6 +410,7 @@ class UpstreamClient:
             raise
 
     def _checkin(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        connection.answer = None  # a stream's, once read to its end
         now = time.monotonic()
         connection.idle_since = now
         idle = self._idle.setdefault(origin, [])

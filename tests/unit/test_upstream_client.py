@@ -19,16 +19,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lockgate import upstream_client
+from lockgate import upstream_stream
 from lockgate.errors import RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from lockgate.upstream_client import (
-    STREAM_BUFFER_BYTES,
     BadResponse,
     RefusedRequest,
     ResponseTooLarge,
     UpstreamClient,
     UpstreamConnectError,
 )
+from lockgate.upstream_stream import STREAM_BUFFER_BYTES
 from services.router.config import TimeoutsConfig
 from services.router.providers.http import UpstreamHTTP
 
@@ -414,7 +414,7 @@ async def test_a_stream_closed_at_its_last_event_waits_for_its_end_to_keep_the_c
 
 async def test_a_body_that_does_not_end_after_the_last_event_costs_its_connection(
         client, monkeypatch):
-    monkeypatch.setattr(upstream_client, "DRAIN_SECONDS", 0.1)
+    monkeypatch.setattr(upstream_stream, "DRAIN_SECONDS", 0.1)
     loop = asyncio.get_running_loop()
     async with ScriptedServer([SSE_HEAD + chunk(b"data: [DONE]\n\n"),
                                SSE_HEAD + chunk(b"data: [DONE]\n\n") + chunk(b"x" * 70_000)]
@@ -492,10 +492,10 @@ async def test_a_reader_slower_than_the_provider_pauses_the_socket(client):
     async with ScriptedServer([body]) as server:
         stream = await open_stream(client, server.url)
         await asyncio.sleep(0.3)  # the provider sends all it can; nobody reads
-        connection = stream._connection  # noqa: SLF001 - the buffer is what is under test
-        assert connection.reading_paused
+        answer = stream._answer  # noqa: SLF001 - the buffer is what is under test
+        assert answer.reading_paused
         # Bounded: the buffer stops growing one socket read past its limit.
-        assert connection.buffered <= STREAM_BUFFER_BYTES + 256 * 1024
+        assert answer.buffered <= STREAM_BUFFER_BYTES + 256 * 1024
         assert await read_all(stream) == piece * 128  # nothing lost once read
         stream.close()
     assert len(client.idle_connections()) == 1

@@ -125,7 +125,7 @@ class UpstreamHTTP:
     ) -> AsyncIterator[SSEEvent]:
         """POST, then the server-sent events of the answer, each bounded in size.
         `last_event` tells the provider's end-of-stream event: a reader that stops
-        there leaves the connection for the next call (lockgate/upstream_client.py,
+        there leaves the connection for the next call (lockgate/upstream_stream.py,
         `DRAIN_SECONDS`).
 
         The first event must arrive within `first_token`, the stream must end
