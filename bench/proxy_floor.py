@@ -16,8 +16,8 @@ HTTP/1.1 upstream) and started with the stack's scheduling policy.
 
 from __future__ import annotations
 
+import asyncio
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from lockgate.stack.envoy_config import MAX_CONNECTIONS
 from lockgate.stack.ephemeral import free_ports
+from lockgate.stack.health import HttpCheck
 from lockgate.stack.process import die_with_parent
 
 _CONFIG = """\
@@ -109,25 +110,25 @@ class EnvoyFloor:
             preexec_fn=die_with_parent(os.getpid(), batch=self.batch),  # noqa: PLW1509
         )
         try:
-            self._wait_listening()
+            self._wait_ready()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _wait_listening(self) -> None:
+    def _wait_ready(self) -> None:
+        """Until Envoy's admin says ready, as the supervisor waits for the stack's."""
         assert self.process is not None and self._dir is not None
+        ready = HttpCheck(f"http://127.0.0.1:{self.admin_port}/ready")
         deadline = time.monotonic() + self.start_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the floor's Envoy exited ({self.process.returncode}): "
                                    + (Path(self._dir.name) / "envoy.log").read_text()[-2000:])
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            if asyncio.run(ready(0.5)):
                 return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the floor's Envoy did not listen within {self.start_seconds:g} s")
+            time.sleep(0.1)
+        raise RuntimeError(f"the floor's Envoy was not ready within {self.start_seconds:g} s")
 
     def __exit__(self, *exc) -> None:
         if self.process is not None and self.process.poll() is None:

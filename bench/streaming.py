@@ -6,9 +6,9 @@ memory (RSS) of all Lockgate processes while the governed streams run.
 The simulator paces the streams (x-sim-chunk-count / x-sim-chunk-interval-ms,
 passed through the gateway by the bench config's forward_headers), so the
 load is many long-lived streams, as in production, not a burst of bytes.
-The client is one uvloop process reading every event of every stream over its
-own connection, parsed by httptools, so that it costs a fraction of what an
-aiohttp client did (`client_cpu_cores` reports it: near 1.0 the client
+The client is one uvloop process reading every event of every stream through
+the gateway's own lean client (lockgate/upstream_client.py: httptools, one
+future per read), so that it costs a fraction of what an aiohttp client did (`client_cpu_cores` reports it: near 1.0 the client
 would bound its own measurement); the direct run shows what it costs.
 """
 
@@ -19,11 +19,11 @@ import os
 import statistics
 import threading
 import time
-from urllib.parse import urlsplit
 
-import httptools
 import orjson
 import uvloop
+
+from lockgate.upstream_client import UpstreamClient
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -31,98 +31,65 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class _Stream(asyncio.Protocol):
-    """One streamed chat completion over its own connection: the time to its first
-    content chunk, how many content chunks came, and whether `data: [DONE]` ended
-    it after a 200."""
-
-    def __init__(self, request: bytes, started: float):
-        self.request = request
-        self.started = started
-        self.parser = httptools.HttpResponseParser(self)
-        self.pending = b""
-        self.ttft: float | None = None
-        self.content = 0
-        self.done = False
-        self.ok = False
-        self.finished = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._finish()
-
-    def connection_lost(self, exc) -> None:
-        self._finish()
-
-    def on_headers_complete(self) -> None:
-        self.ok = self.parser.get_status_code() == 200
-
-    def on_body(self, body: bytes) -> None:
-        events = (self.pending + body).split(b"\n\n")
-        self.pending = events.pop()  # an event not complete yet
-        for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data: "):
-                    self._data(line[6:])
-
-    def _data(self, data: bytes) -> None:
-        if data == b"[DONE]":
-            self.done = True
-            return
-        choices = orjson.loads(data).get("choices") or ()
-        if choices and choices[0].get("delta", {}).get("content"):
-            if self.ttft is None:
-                self.ttft = time.perf_counter() - self.started
-            self.content += 1
-
-    def on_message_complete(self) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self.finished.done():
-            self.finished.set_result(None)
-        self.transport.close()
+def _content_events(events: list[bytes]) -> tuple[int, bool]:
+    """How many of these whole events carry content, and whether one is [DONE]."""
+    content, done = 0, False
+    for event in events:
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data: "):
+                continue
+            if line == b"data: [DONE]":
+                done = True
+                continue
+            choices = orjson.loads(line[6:]).get("choices") or ()
+            if choices and choices[0].get("delta", {}).get("content"):
+                content += 1
+    return content, done
 
 
-async def _one(host: str, port: int, request: bytes, chunks: int) -> tuple[float, bool]:
+async def _one(client: UpstreamClient, url: str, headers: dict[str, str], body: bytes,
+               chunks: int) -> tuple[float, bool]:
+    """One stream read through the gateway's own lean client (lockgate/upstream_client.py):
+    the time to its first content chunk, and whether every chunk and [DONE] came
+    after a 200."""
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    _, stream = await asyncio.get_running_loop().create_connection(
-        lambda: _Stream(request, started), host, port)
-    await stream.finished
-    complete = stream.ok and stream.done and stream.content == chunks
-    return (stream.ttft or 0.0), complete
+    stream = await client.stream(url, body, headers, connect_timeout=10,
+                                 head_by=loop.time() + 120)
+    ttft, content, done, pending = None, 0, False, b""
+    try:
+        while piece := await stream.read():
+            events = (pending + piece).split(b"\n\n")
+            pending = events.pop()  # an event not complete yet
+            more, ended = _content_events(events)
+            if more and ttft is None:
+                ttft = time.perf_counter() - started
+            content += more
+            done = done or ended
+    finally:
+        stream.close()
+    return (ttft or 0.0), stream.status == 200 and done and content == chunks
 
 
 async def run_streams(url: str, key: str | None, streams: int, chunks: int,
                       interval_ms: int) -> dict:
-    parts = urlsplit(url)
-    headers = {"host": parts.netloc, "content-type": "application/json",
-               "x-sim-chunk-count": str(chunks), "x-sim-chunk-interval-ms": str(interval_ms),
-               "connection": "close"}
+    headers = {"content-type": "application/json", "x-sim-chunk-count": str(chunks),
+               "x-sim-chunk-interval-ms": str(interval_ms)}
     if key:
         headers["authorization"] = f"Bearer {key}"
     body = orjson.dumps({"model": "demo", "stream": True, "messages": [
         {"role": "user", "content": "Stream a long answer for the benchmark, please."}]})
-    request = b"".join((
-        f"POST {parts.path} HTTP/1.1\r\n".encode(),
-        *(f"{name}: {value}\r\n".encode() for name, value in headers.items()),
-        b"content-length: %d\r\n\r\n" % len(body), body,
-    ))
+    client = UpstreamClient(max_connections=streams)
 
     def one() -> asyncio.Future:
-        return asyncio.wait_for(_one(parts.hostname, parts.port, request, chunks), 120)
+        return asyncio.wait_for(_one(client, url, headers, body, chunks), 120)
 
-    await asyncio.gather(*(one() for _ in range(8)))
+    await asyncio.gather(*(one() for _ in range(8)), return_exceptions=True)  # warm-up
     started, cpu_started = time.perf_counter(), time.process_time()
     results = await asyncio.gather(*(one() for _ in range(streams)), return_exceptions=True)
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    client.close()
     ok = [r for r in results if not isinstance(r, BaseException) and r[1]]
     ttfts = [r[0] * 1000 for r in ok]
     return {
